@@ -1,0 +1,186 @@
+//! Registry metadata: the source of truth for repositories, blobs, which repository may read
+//! which blob, manifests, tags, referrers and upload sessions. Listings, quotas and GC read
+//! from here and never walk blob storage.
+//!
+//! [`MetaStore`] is composed of small role traits; every backend passes [`testsuite::run`].
+
+mod sqlite;
+pub mod testsuite;
+
+use async_trait::async_trait;
+use berth_oci::{Digest, Repository, Tag};
+
+pub use sqlite::SqliteMeta;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("blob {0} is not known in this repository")]
+    BlobUnknown(Digest),
+    #[error("manifest {0} is not known in this repository")]
+    ManifestUnknown(Digest),
+    #[error("the database holds a value berth did not write: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobRecord {
+    pub digest: Digest,
+    pub size: u64,
+    pub storage_key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+    pub subject: Option<Digest>,
+}
+
+/// A validated manifest to store, with what it references.
+#[derive(Clone, Debug)]
+pub struct NewManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+    pub subject: Option<Digest>,
+    pub artifact_type: Option<String>,
+    /// The manifest's annotations as JSON, reported by the referrers API.
+    pub annotations: Option<String>,
+    pub blobs: Vec<Digest>,
+    pub manifests: Vec<Digest>,
+    pub tags: Vec<Tag>,
+}
+
+/// A manifest that names another as its `subject`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub id: String,
+    pub repository: Repository,
+    /// Bytes received and acknowledged.
+    pub offset: u64,
+    pub hash_state: Vec<u8>,
+    pub backend_state: Vec<u8>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A page of a sorted listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// More items follow the last one returned.
+    pub more: bool,
+}
+
+#[async_trait]
+pub trait BlobIndex: Send + Sync {
+    /// The blob, if `repository` may read it.
+    async fn repository_blob(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<BlobRecord>>;
+    /// The blob, whichever repositories hold it.
+    async fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>>;
+    /// Records a verified blob (once) and lets `repository` read it. Returns the record in
+    /// force: when the blob was known already, the existing one.
+    async fn add_blob(&self, repository: &Repository, blob: &BlobRecord) -> Result<BlobRecord>;
+    /// Lets `repository` read a blob that exists. `false` if the blob is unknown.
+    async fn link_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool>;
+    /// Removes `repository`'s access to the blob. `false` if it had none.
+    async fn unlink_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool>;
+    /// Repositories that may read the blob, in name order, at most `limit`.
+    async fn blob_repositories(&self, digest: &Digest, limit: u32) -> Result<Vec<Repository>>;
+}
+
+#[async_trait]
+pub trait ManifestIndex: Send + Sync {
+    /// Stores a manifest and its tags in one transaction, after checking that every blob it
+    /// references is readable in the repository ([`MetaError::BlobUnknown`]) and every child
+    /// manifest exists there ([`MetaError::ManifestUnknown`]).
+    async fn put_manifest(&self, repository: &Repository, manifest: &NewManifest) -> Result<()>;
+    async fn manifest(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>>;
+    async fn tagged_manifest(
+        &self,
+        repository: &Repository,
+        tag: &Tag,
+    ) -> Result<Option<ManifestRecord>>;
+    /// Deletes a manifest and the tags that point at it. `false` if it did not exist.
+    async fn delete_manifest(&self, repository: &Repository, digest: &Digest) -> Result<bool>;
+    /// Deletes a tag, not the manifest. `false` if it did not exist.
+    async fn delete_tag(&self, repository: &Repository, tag: &Tag) -> Result<bool>;
+    /// Tags in lexical order, after `last`, at most `limit`. `None` if the repository is unknown.
+    async fn tags(
+        &self,
+        repository: &Repository,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Page<Tag>>>;
+    /// Manifests in the repository whose subject is `digest`, optionally of one artifact type.
+    async fn referrers(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>>;
+}
+
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// Repository names in lexical order, after `last`, at most `limit`.
+    async fn repositories(&self, last: Option<&str>, limit: u32) -> Result<Page<Repository>>;
+    async fn repository_exists(&self, repository: &Repository) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait UploadSessions: Send + Sync {
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<()>;
+    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>>;
+    /// Advances a session from `expected_offset`: `false` (nothing written) if another request
+    /// moved it first.
+    async fn advance_upload(
+        &self,
+        id: &str,
+        expected_offset: u64,
+        offset: u64,
+        hash_state: &[u8],
+        backend_state: &[u8],
+    ) -> Result<bool>;
+    /// `false` if there was no such session.
+    async fn delete_upload(&self, id: &str) -> Result<bool>;
+    async fn count_uploads(&self) -> Result<u64>;
+}
+
+#[async_trait]
+pub trait MetaStore: BlobIndex + ManifestIndex + Catalog + UploadSessions {
+    /// The database answers (for `/readyz`).
+    async fn check(&self) -> Result<()>;
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,550 @@
+//! The embedded backend: SQLite in WAL mode, one file in the data directory.
+//!
+//! Writes go through a pool of one connection, so they queue in-process instead of failing
+//! with SQLITE_BUSY; other processes on the same file (`berth gc`, `berth fsck`) wait on the
+//! busy timeout. Reads use their own pool and never block on writes (WAL).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_oci::{Digest, Repository, Tag};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::{
+    BlobIndex, BlobRecord, Catalog, ManifestIndex, ManifestRecord, MetaError, MetaStore,
+    NewManifest, Page, Referrer, Result, UploadRecord, UploadSessions, now,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+#[derive(Clone, Debug)]
+pub struct SqliteMeta {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+fn parse<T: FromStr>(s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|_| MetaError::Corrupt(s.chars().take(300).collect()))
+}
+
+fn size(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| MetaError::Corrupt(format!("negative size {v}")))
+}
+
+impl SqliteMeta {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a transaction the client was told about survives power loss, not only a
+            // process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { read, write })
+    }
+
+    async fn repository_id(
+        tx: &mut sqlx::SqliteConnection,
+        repository: &Repository,
+    ) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO repositories (name, created_at) VALUES (?, ?)
+             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+        )
+        .bind(repository.as_str())
+        .bind(now())
+        .fetch_one(tx)
+        .await?;
+        Ok(id)
+    }
+}
+
+fn manifest_record(row: &sqlx::sqlite::SqliteRow) -> Result<ManifestRecord> {
+    let subject: Option<String> = row.try_get("subject")?;
+    Ok(ManifestRecord {
+        digest: parse(row.try_get::<&str, _>("digest")?)?,
+        media_type: row.try_get("media_type")?,
+        content: row.try_get("content")?,
+        subject: subject.as_deref().map(parse).transpose()?,
+    })
+}
+
+fn blob_record(row: &sqlx::sqlite::SqliteRow) -> Result<BlobRecord> {
+    Ok(BlobRecord {
+        digest: parse(row.try_get::<&str, _>("digest")?)?,
+        size: size(row.try_get("size")?)?,
+        storage_key: row.try_get("storage_key")?,
+    })
+}
+
+#[async_trait]
+impl BlobIndex for SqliteMeta {
+    async fn repository_blob(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<BlobRecord>> {
+        let row = sqlx::query(
+            "SELECT b.digest, b.size, b.storage_key FROM blobs b
+             JOIN repository_blobs rb ON rb.digest = b.digest
+             JOIN repositories r ON r.id = rb.repository_id
+             WHERE r.name = ? AND b.digest = ?",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(blob_record).transpose()
+    }
+
+    async fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        let row = sqlx::query("SELECT digest, size, storage_key FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(blob_record).transpose()
+    }
+
+    async fn add_blob(&self, repository: &Repository, blob: &BlobRecord) -> Result<BlobRecord> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let repo = Self::repository_id(&mut tx, repository).await?;
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(blob.digest.to_string())
+        .bind(blob.size as i64)
+        .bind(&blob.storage_key)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repo)
+        .bind(blob.digest.to_string())
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT digest, size, storage_key FROM blobs WHERE digest = ?")
+            .bind(blob.digest.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        let record = blob_record(&row)?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn link_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let repo = Self::repository_id(&mut tx, repository).await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repo)
+        .bind(digest.to_string())
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn unlink_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs WHERE digest = ?
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(digest.to_string())
+        .bind(repository.as_str())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn blob_repositories(&self, digest: &Digest, limit: u32) -> Result<Vec<Repository>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+             WHERE rb.digest = ? ORDER BY r.name LIMIT ?",
+        )
+        .bind(digest.to_string())
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        names.iter().map(|n| parse(n)).collect()
+    }
+}
+
+#[async_trait]
+impl ManifestIndex for SqliteMeta {
+    async fn put_manifest(&self, repository: &Repository, m: &NewManifest) -> Result<()> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let repo = Self::repository_id(&mut tx, repository).await?;
+        for blob in &m.blobs {
+            let linked: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
+            )
+            .bind(repo)
+            .bind(blob.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if linked.is_none() {
+                return Err(MetaError::BlobUnknown(blob.clone()));
+            }
+        }
+        for child in &m.manifests {
+            let exists: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?",
+            )
+            .bind(repo)
+            .bind(child.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if exists.is_none() {
+                return Err(MetaError::ManifestUnknown(child.clone()));
+            }
+        }
+        // Same digest, same bytes: a repeated PUT only adds tags.
+        sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, content, subject,
+                                    artifact_type, annotations, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind(repo)
+        .bind(m.digest.to_string())
+        .bind(&m.media_type)
+        .bind(&m.content)
+        .bind(m.subject.as_ref().map(|d| d.to_string()))
+        .bind(&m.artifact_type)
+        .bind(&m.annotations)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        let manifest_id: i64 =
+            sqlx::query_scalar("SELECT id FROM manifests WHERE repository_id = ? AND digest = ?")
+                .bind(repo)
+                .bind(m.digest.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        let refs = m
+            .blobs
+            .iter()
+            .map(|d| ("blob", d))
+            .chain(m.manifests.iter().map(|d| ("manifest", d)));
+        for (kind, digest) in refs {
+            sqlx::query(
+                "INSERT INTO manifest_references (manifest_id, kind, digest) VALUES (?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(manifest_id)
+            .bind(kind)
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for tag in &m.tags {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (repository_id, name)
+                 DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at",
+            )
+            .bind(repo)
+            .bind(tag.as_str())
+            .bind(manifest_id)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn manifest(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.content, m.subject FROM manifests m
+             JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(manifest_record).transpose()
+    }
+
+    async fn tagged_manifest(
+        &self,
+        repository: &Repository,
+        tag: &Tag,
+    ) -> Result<Option<ManifestRecord>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.content, m.subject FROM tags t
+             JOIN repositories r ON r.id = t.repository_id
+             JOIN manifests m ON m.id = t.manifest_id
+             WHERE r.name = ? AND t.name = ?",
+        )
+        .bind(repository.as_str())
+        .bind(tag.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(manifest_record).transpose()
+    }
+
+    async fn delete_manifest(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT m.id FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = ? AND m.digest = ?",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM tags WHERE manifest_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM manifest_references WHERE manifest_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM manifests WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_tag(&self, repository: &Repository, tag: &Tag) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM tags WHERE name = ?
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(tag.as_str())
+        .bind(repository.as_str())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn tags(
+        &self,
+        repository: &Repository,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Page<Tag>>> {
+        let repo: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(repository.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        let Some(repo) = repo else {
+            return Ok(None);
+        };
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(repo)
+        .bind(last.unwrap_or(""))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.read)
+        .await?;
+        let more = names.len() > limit as usize;
+        let items = names
+            .iter()
+            .take(limit as usize)
+            .map(|n| parse(n))
+            .collect::<Result<_>>()?;
+        Ok(Some(Page { items, more }))
+    }
+
+    async fn referrers(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, length(m.content) AS size, m.artifact_type, m.annotations
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = ? AND m.subject = ? AND (? IS NULL OR m.artifact_type = ?)
+             ORDER BY m.created_at, m.id",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .bind(artifact_type)
+        .bind(artifact_type)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Referrer {
+                    digest: parse(row.try_get::<&str, _>("digest")?)?,
+                    media_type: row.try_get("media_type")?,
+                    size: size(row.try_get("size")?)?,
+                    artifact_type: row.try_get("artifact_type")?,
+                    annotations: row.try_get("annotations")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Catalog for SqliteMeta {
+    async fn repositories(&self, last: Option<&str>, limit: u32) -> Result<Page<Repository>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(last.unwrap_or(""))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.read)
+        .await?;
+        let more = names.len() > limit as usize;
+        let items = names
+            .iter()
+            .take(limit as usize)
+            .map(|n| parse(n))
+            .collect::<Result<_>>()?;
+        Ok(Page { items, more })
+    }
+
+    async fn repository_exists(&self, repository: &Repository) -> Result<bool> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(repository.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(id.is_some())
+    }
+}
+
+#[async_trait]
+impl UploadSessions for SqliteMeta {
+    async fn create_upload(&self, u: &UploadRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO uploads (id, repository, \"offset\", hash_state, backend_state, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&u.id)
+        .bind(u.repository.as_str())
+        .bind(u.offset as i64)
+        .bind(&u.hash_state)
+        .bind(&u.backend_state)
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>> {
+        let row = sqlx::query(
+            "SELECT id, repository, \"offset\", hash_state, backend_state, created_at, updated_at
+             FROM uploads WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(UploadRecord {
+            id: row.try_get("id")?,
+            repository: parse(row.try_get::<&str, _>("repository")?)?,
+            offset: size(row.try_get("offset")?)?,
+            hash_state: row.try_get("hash_state")?,
+            backend_state: row.try_get("backend_state")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        }))
+    }
+
+    async fn advance_upload(
+        &self,
+        id: &str,
+        expected_offset: u64,
+        offset: u64,
+        hash_state: &[u8],
+        backend_state: &[u8],
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE uploads SET \"offset\" = ?, hash_state = ?, backend_state = ?, updated_at = ?
+             WHERE id = ? AND \"offset\" = ?",
+        )
+        .bind(offset as i64)
+        .bind(hash_state)
+        .bind(backend_state)
+        .bind(now())
+        .bind(id)
+        .bind(expected_offset as i64)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn count_uploads(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
+            .fetch_one(&self.read)
+            .await?;
+        size(n)
+    }
+}
+
+#[async_trait]
+impl MetaStore for SqliteMeta {
+    async fn check(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn sqlite_passes_the_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = super::SqliteMeta::open(&dir.path().join("meta.db"))
+            .await
+            .expect("open");
+        crate::testsuite::run(&meta).await;
+    }
+}

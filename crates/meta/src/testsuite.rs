@@ -1,0 +1,259 @@
+//! The behaviour every [`MetaStore`] backend must have. Backends call [`run`] from their tests.
+
+use berth_oci::{Digest, Repository, Tag};
+
+use crate::{BlobRecord, MetaError, MetaStore, NewManifest, UploadRecord};
+
+fn repo(s: &str) -> Repository {
+    s.parse().expect("repository")
+}
+
+fn tag(s: &str) -> Tag {
+    s.parse().expect("tag")
+}
+
+fn blob(data: &[u8]) -> BlobRecord {
+    let digest = Digest::sha256_of(data);
+    BlobRecord {
+        storage_key: format!("blobs/sha256/{}/{}", &digest.hex()[..2], digest.hex()),
+        digest,
+        size: data.len() as u64,
+    }
+}
+
+fn manifest(content: &[u8], blobs: &[&BlobRecord], tags: &[&str]) -> NewManifest {
+    NewManifest {
+        digest: Digest::sha256_of(content),
+        media_type: berth_oci::media_type::OCI_MANIFEST.to_string(),
+        content: content.to_vec(),
+        subject: None,
+        artifact_type: None,
+        annotations: None,
+        blobs: blobs.iter().map(|b| b.digest.clone()).collect(),
+        manifests: Vec::new(),
+        tags: tags.iter().map(|t| tag(t)).collect(),
+    }
+}
+
+/// Runs every check against a fresh, empty `meta`; panics on the first failure.
+pub async fn run(meta: &dyn MetaStore) {
+    meta.check().await.expect("check");
+    blobs_are_per_repository(meta).await;
+    manifests_tags_and_deletes(meta).await;
+    referrers(meta).await;
+    listings_page(meta).await;
+    upload_sessions(meta).await;
+}
+
+async fn blobs_are_per_repository(meta: &dyn MetaStore) {
+    let (a, b) = (repo("suite/a"), repo("suite/b"));
+    let x = blob(b"blob x");
+    let added = meta.add_blob(&a, &x).await.expect("add");
+    assert_eq!(added, x);
+    assert_eq!(
+        meta.repository_blob(&a, &x.digest).await.expect("get"),
+        Some(x.clone())
+    );
+    assert_eq!(
+        meta.repository_blob(&b, &x.digest).await.expect("get"),
+        None
+    );
+    assert_eq!(meta.blob(&x.digest).await.expect("get"), Some(x.clone()));
+    // A second add of the same digest keeps the first record.
+    let mut other_key = x.clone();
+    other_key.storage_key = "blobs/other".into();
+    assert_eq!(meta.add_blob(&b, &other_key).await.expect("add"), x);
+    assert!(meta.unlink_blob(&b, &x.digest).await.expect("unlink"));
+    assert!(!meta.unlink_blob(&b, &x.digest).await.expect("unlink twice"));
+    assert!(meta.link_blob(&b, &x.digest).await.expect("link"));
+    assert_eq!(
+        meta.blob_repositories(&x.digest, 10).await.expect("list"),
+        vec![a.clone(), b.clone()]
+    );
+    assert!(
+        !meta
+            .link_blob(&b, &Digest::sha256_of(b"nope"))
+            .await
+            .expect("link unknown")
+    );
+}
+
+async fn manifests_tags_and_deletes(meta: &dyn MetaStore) {
+    let r = repo("suite/manifests");
+    let layer = blob(b"layer");
+    let m = manifest(b"{\"m\":1}", &[&layer], &["v1", "latest"]);
+    assert!(matches!(
+        meta.put_manifest(&r, &m).await,
+        Err(MetaError::BlobUnknown(d)) if d == layer.digest
+    ));
+    assert_eq!(meta.manifest(&r, &m.digest).await.expect("get"), None);
+    meta.add_blob(&r, &layer).await.expect("add");
+    meta.put_manifest(&r, &m).await.expect("put");
+    meta.put_manifest(&r, &m)
+        .await
+        .expect("put again is idempotent");
+    let got = meta
+        .tagged_manifest(&r, &tag("v1"))
+        .await
+        .expect("get")
+        .expect("tagged");
+    assert_eq!(got.content, m.content);
+    assert_eq!(got.digest, m.digest);
+
+    let mut index = manifest(b"{\"index\":1}", &[], &["multi"]);
+    index.manifests = vec![Digest::sha256_of(b"missing child")];
+    assert!(matches!(
+        meta.put_manifest(&r, &index).await,
+        Err(MetaError::ManifestUnknown(_))
+    ));
+    index.manifests = vec![m.digest.clone()];
+    meta.put_manifest(&r, &index).await.expect("index");
+
+    // Moving a tag.
+    let m2 = manifest(b"{\"m\":2}", &[&layer], &["latest"]);
+    meta.put_manifest(&r, &m2).await.expect("put");
+    assert_eq!(
+        meta.tagged_manifest(&r, &tag("latest"))
+            .await
+            .expect("get")
+            .map(|m| m.digest),
+        Some(m2.digest.clone())
+    );
+    assert!(meta.delete_tag(&r, &tag("v1")).await.expect("delete tag"));
+    assert!(
+        !meta
+            .delete_tag(&r, &tag("v1"))
+            .await
+            .expect("delete tag twice")
+    );
+    assert!(meta.manifest(&r, &m.digest).await.expect("get").is_some());
+    assert!(meta.delete_manifest(&r, &m2.digest).await.expect("delete"));
+    assert!(
+        !meta
+            .delete_manifest(&r, &m2.digest)
+            .await
+            .expect("delete twice")
+    );
+    assert_eq!(
+        meta.tagged_manifest(&r, &tag("latest")).await.expect("get"),
+        None
+    );
+    let tags = meta.tags(&r, None, 100).await.expect("tags").expect("repo");
+    assert_eq!(tags.items, vec![tag("multi")]);
+    assert_eq!(
+        meta.tags(&repo("suite/none"), None, 10)
+            .await
+            .expect("tags"),
+        None
+    );
+}
+
+async fn referrers(meta: &dyn MetaStore) {
+    let r = repo("suite/referrers");
+    let cfg = blob(b"{}");
+    meta.add_blob(&r, &cfg).await.expect("add");
+    let subject = Digest::sha256_of(b"subject, maybe not pushed yet");
+    for (i, at) in [
+        "application/vnd.a",
+        "application/vnd.b",
+        "application/vnd.a",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut m = manifest(format!("{{\"ref\":{i}}}").as_bytes(), &[&cfg], &[]);
+        m.subject = Some(subject.clone());
+        m.artifact_type = Some(at.to_string());
+        m.annotations = Some(format!("{{\"n\":\"{i}\"}}"));
+        meta.put_manifest(&r, &m).await.expect("put");
+    }
+    let all = meta.referrers(&r, &subject, None).await.expect("referrers");
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].annotations.as_deref(), Some("{\"n\":\"0\"}"));
+    assert_eq!(all[0].size, 9);
+    let a = meta
+        .referrers(&r, &subject, Some("application/vnd.a"))
+        .await
+        .expect("referrers");
+    assert_eq!(a.len(), 2);
+    assert!(
+        meta.referrers(&repo("suite/other"), &subject, None)
+            .await
+            .expect("r")
+            .is_empty()
+    );
+}
+
+async fn listings_page(meta: &dyn MetaStore) {
+    let r = repo("suite/paging");
+    let cfg = blob(b"paging");
+    meta.add_blob(&r, &cfg).await.expect("add");
+    let names = ["b", "a", "c", "A", "_z", "a1"];
+    let m = manifest(b"{\"paging\":1}", &[&cfg], &names);
+    meta.put_manifest(&r, &m).await.expect("put");
+    let mut seen = Vec::new();
+    let mut last: Option<String> = None;
+    loop {
+        let page = meta
+            .tags(&r, last.as_deref(), 2)
+            .await
+            .expect("tags")
+            .expect("repo");
+        seen.extend(page.items.iter().map(|t| t.to_string()));
+        last = page.items.last().map(|t| t.to_string());
+        if !page.more {
+            break;
+        }
+    }
+    let mut sorted: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+
+    let first = meta.repositories(None, 1).await.expect("catalog");
+    assert_eq!(first.items.len(), 1);
+    assert!(first.more);
+    let rest = meta
+        .repositories(Some(first.items[0].as_str()), 1000)
+        .await
+        .expect("catalog");
+    assert!(!rest.more);
+    assert!(rest.items.iter().all(|n| n > &first.items[0]));
+    assert!(rest.items.contains(&r));
+    assert!(meta.repository_exists(&r).await.expect("exists"));
+}
+
+async fn upload_sessions(meta: &dyn MetaStore) {
+    let u = UploadRecord {
+        id: "01SUITEUPLOAD".into(),
+        repository: repo("suite/uploads"),
+        offset: 0,
+        hash_state: vec![1, 2, 3],
+        backend_state: vec![],
+        created_at: 1,
+        updated_at: 1,
+    };
+    let before = meta.count_uploads().await.expect("count");
+    meta.create_upload(&u).await.expect("create");
+    assert_eq!(meta.count_uploads().await.expect("count"), before + 1);
+    assert_eq!(meta.upload(&u.id).await.expect("get"), Some(u.clone()));
+    assert!(
+        meta.advance_upload(&u.id, 0, 10, &[4], &[5])
+            .await
+            .expect("advance")
+    );
+    // A stale writer that still thinks the offset is 0 loses.
+    assert!(
+        !meta
+            .advance_upload(&u.id, 0, 20, &[6], &[7])
+            .await
+            .expect("advance")
+    );
+    let got = meta.upload(&u.id).await.expect("get").expect("exists");
+    assert_eq!(
+        (got.offset, got.hash_state, got.backend_state),
+        (10, vec![4], vec![5])
+    );
+    assert!(meta.delete_upload(&u.id).await.expect("delete"));
+    assert!(!meta.delete_upload(&u.id).await.expect("delete twice"));
+    assert_eq!(meta.upload(&u.id).await.expect("get"), None);
+}

@@ -1,0 +1,13 @@
+//! The OCI vocabulary shared by every other berth crate: repository names, tags, digests,
+//! media types and manifest validation. No I/O lives here; everything that crosses the HTTP or
+//! CLI boundary is parsed into one of these types first, so nothing past the edge handles a raw
+//! string name or digest.
+
+mod digest;
+mod manifest;
+pub mod media_type;
+mod name;
+
+pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
+pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest, parse_manifest};
+pub use name::{ManifestRef, NameError, Repository, Tag};

@@ -1,0 +1,241 @@
+//! Blobs on a local filesystem.
+//!
+//! ```text
+//! <root>/
+//! ├── uploads/
+//! │   └── <session id>          bytes of an upload in progress, appended by PATCH
+//! └── blobs/
+//!     └── sha256/
+//!         └── <first 2 hex>/
+//!             └── <64 hex>      a verified blob, renamed here from uploads/ at commit
+//! ```
+//!
+//! A blob appears under `blobs/` only by `rename()` of a complete, fsynced upload file, so a
+//! crash at any moment leaves either no blob or the whole blob.
+
+use std::io::{self, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use berth_oci::Digest;
+use bytes::Bytes;
+use tokio::fs;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio_util::io::ReaderStream;
+
+use crate::{
+    BlobKey, BlobReader, BlobRemover, BlobStore, ByteRange, ByteStream, Result, StorageError,
+    UploadState, UploadStore, UploadWriter,
+};
+
+const WRITE_BUFFER: usize = 1 << 20;
+const READ_CHUNK: usize = 256 << 10;
+
+#[derive(Clone, Debug)]
+pub struct FilesystemStore {
+    root: PathBuf,
+}
+
+impl FilesystemStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(root.join("uploads")).await?;
+        fs::create_dir_all(root.join("blobs")).await?;
+        Ok(Self { root })
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf> {
+        // Session ids come from the registry (ULIDs); refuse anything that could leave uploads/.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(StorageError::InvalidKey(id.to_string()));
+        }
+        Ok(self.root.join("uploads").join(id))
+    }
+
+    fn blob_path(&self, key: &BlobKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    fn key_for(digest: &Digest) -> Result<BlobKey> {
+        let hex = digest.hex();
+        BlobKey::parse(&format!(
+            "blobs/{}/{}/{}",
+            digest.algorithm().as_str(),
+            &hex[..2],
+            hex
+        ))
+    }
+}
+
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+        .await
+        .map_err(io::Error::other)?
+}
+
+#[async_trait]
+impl BlobReader for FilesystemStore {
+    async fn open(&self, key: &BlobKey, range: Option<ByteRange>) -> Result<ByteStream> {
+        let mut file = match fs::File::open(self.blob_path(key)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound(key.as_str().to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match range {
+            None => Ok(Box::pin(ReaderStream::with_capacity(file, READ_CHUNK))),
+            Some(r) => {
+                file.seek(SeekFrom::Start(r.start)).await?;
+                Ok(Box::pin(ReaderStream::with_capacity(
+                    file.take(r.len()),
+                    READ_CHUNK,
+                )))
+            }
+        }
+    }
+}
+
+struct FileUploadWriter {
+    file: BufWriter<fs::File>,
+}
+
+#[async_trait]
+impl UploadWriter for FileUploadWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.file.write_all(&chunk).await?;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<UploadState> {
+        self.file.flush().await?;
+        self.file.get_mut().sync_data().await?;
+        Ok(UploadState::default())
+    }
+}
+
+#[async_trait]
+impl UploadStore for FilesystemStore {
+    async fn create_upload(&self, id: &str) -> Result<UploadState> {
+        let path = self.upload_path(id)?;
+        fs::File::create(&path).await?;
+        Ok(UploadState::default())
+    }
+
+    async fn writer(
+        &self,
+        id: &str,
+        _state: &UploadState,
+        offset: u64,
+    ) -> Result<Box<dyn UploadWriter>> {
+        let path = self.upload_path(id)?;
+        let mut file = match fs::OpenOptions::new().write(true).open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::UploadNotFound(id.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let len = file.metadata().await?.len();
+        if len < offset {
+            // The session acknowledged bytes that are not on disk: never build on them.
+            return Err(StorageError::UploadCorrupt {
+                id: id.to_string(),
+                expected: offset,
+                actual: len,
+            });
+        }
+        if len > offset {
+            file.set_len(offset).await?;
+        }
+        file.seek(SeekFrom::Start(offset)).await?;
+        Ok(Box::new(FileUploadWriter {
+            file: BufWriter::with_capacity(WRITE_BUFFER, file),
+        }))
+    }
+
+    async fn commit(
+        &self,
+        id: &str,
+        _state: &UploadState,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobKey> {
+        let upload = self.upload_path(id)?;
+        let file = match fs::OpenOptions::new().write(true).open(&upload).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::UploadNotFound(id.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let len = file.metadata().await?.len();
+        if len < size {
+            return Err(StorageError::UploadCorrupt {
+                id: id.to_string(),
+                expected: size,
+                actual: len,
+            });
+        }
+        if len > size {
+            file.set_len(size).await?;
+        }
+        file.sync_all().await?;
+        drop(file);
+
+        let key = Self::key_for(digest)?;
+        let target = self.blob_path(&key);
+        let dir = target
+            .parent()
+            .ok_or_else(|| StorageError::InvalidKey(key.as_str().to_string()))?;
+        fs::create_dir_all(dir).await?;
+        // Content-addressed: if the blob exists already, the new copy is identical and replacing
+        // it atomically is harmless.
+        fs::rename(&upload, &target).await?;
+        sync_dir(dir).await?;
+        Ok(key)
+    }
+
+    async fn abort(&self, id: &str, _state: &UploadState) -> Result<()> {
+        match fs::remove_file(self.upload_path(id)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[async_trait]
+impl BlobRemover for FilesystemStore {
+    async fn delete(&self, key: &BlobKey) -> Result<()> {
+        match fs::remove_file(self.blob_path(key)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for FilesystemStore {
+    async fn check(&self) -> Result<()> {
+        let probe = self.root.join("uploads").join(".readyz");
+        fs::write(&probe, b"ok").await?;
+        fs::remove_file(&probe).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn filesystem_passes_the_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::FilesystemStore::open(dir.path())
+            .await
+            .expect("open");
+        crate::testsuite::run(&store).await;
+    }
+}

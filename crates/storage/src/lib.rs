@@ -1,0 +1,146 @@
+//! Blob storage. Blobs are immutable objects addressed by a [`BlobKey`] that the metadata
+//! database maps from a digest; uploads are written into sessions and become blobs only through
+//! [`UploadStore::commit`], after the registry has verified the digest.
+//!
+//! The traits are split by role, as callers need them: reading ([`BlobReader`]), ingesting
+//! ([`UploadStore`]), deleting ([`BlobRemover`]); [`BlobStore`] is all of them plus a health
+//! check. Every backend passes [`testsuite::run`].
+
+mod filesystem;
+pub mod testsuite;
+
+use std::io;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use berth_oci::Digest;
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub use filesystem::FilesystemStore;
+
+/// A stream of blob bytes.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("blob {0} is missing from storage")]
+    NotFound(String),
+    #[error("upload {0} has no data in storage")]
+    UploadNotFound(String),
+    #[error("upload {id} holds {actual} bytes, the session says {expected}")]
+    UploadCorrupt {
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("invalid storage key {0:?}")]
+    InvalidKey(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Where a committed blob lives in its backend.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    /// Accepts only keys this crate could have produced: `[a-z0-9]` components joined by `/`.
+    pub fn parse(key: &str) -> Result<BlobKey> {
+        let ok = !key.is_empty()
+            && key.split('/').all(|c| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
+        if ok {
+            Ok(BlobKey(key.to_string()))
+        } else {
+            Err(StorageError::InvalidKey(key.to_string()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Backend-specific state of an upload session (e.g. an S3 multipart upload id and its parts),
+/// opaque to the rest of the registry, which persists it with the session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UploadState(pub Vec<u8>);
+
+/// An inclusive byte range `start..=end` of a blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+#[async_trait]
+pub trait BlobReader: Send + Sync {
+    /// Streams the blob, or the given range of it (which the caller has checked against the
+    /// blob's size).
+    async fn open(&self, key: &BlobKey, range: Option<ByteRange>) -> Result<ByteStream>;
+}
+
+/// Receives the bytes of one request into an upload session.
+#[async_trait]
+pub trait UploadWriter: Send {
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+    /// Makes what was written durable and returns the session's new backend state.
+    async fn finish(self: Box<Self>) -> Result<UploadState>;
+}
+
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    /// Prepares storage for a new upload session.
+    async fn create_upload(&self, id: &str) -> Result<UploadState>;
+
+    /// Opens the session for appending at `offset`, the number of bytes the session has
+    /// acknowledged. Bytes past `offset` (a request interrupted before it was acknowledged) are
+    /// discarded.
+    async fn writer(
+        &self,
+        id: &str,
+        state: &UploadState,
+        offset: u64,
+    ) -> Result<Box<dyn UploadWriter>>;
+
+    /// Turns a complete upload whose digest the caller has verified into the blob `digest`.
+    /// Atomic: the blob is either absent or whole.
+    async fn commit(
+        &self,
+        id: &str,
+        state: &UploadState,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobKey>;
+
+    /// Drops an upload session and its data. Idempotent.
+    async fn abort(&self, id: &str, state: &UploadState) -> Result<()>;
+}
+
+#[async_trait]
+pub trait BlobRemover: Send + Sync {
+    /// Deletes a blob. Idempotent.
+    async fn delete(&self, key: &BlobKey) -> Result<()>;
+}
+
+#[async_trait]
+pub trait BlobStore: BlobReader + UploadStore + BlobRemover {
+    /// The backend is reachable and writable (for `/readyz`).
+    async fn check(&self) -> Result<()>;
+}
