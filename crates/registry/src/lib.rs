@@ -1,1 +1,99 @@
+//! The registry's services, without HTTP: uploads, blobs, manifests, tags, referrers, the
+//! catalog and the access check. The server crate turns requests into calls here and maps
+//! [`Error`] to OCI error codes in one table.
 
+mod access;
+mod blobs;
+mod error;
+mod listings;
+mod manifests;
+mod uploads;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use berth_meta::MetaStore;
+use berth_storage::BlobStore;
+
+pub use access::{AccessPolicy, Action, AllowAll, Principal};
+pub use blobs::RangeRequest;
+pub use error::{Error, Result};
+pub use listings::MAX_PAGE;
+pub use manifests::{Manifest, StoredManifest};
+pub use uploads::{MountOutcome, UploadStatus};
+
+/// Limits the registry enforces on requests.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_manifest_bytes: 4 << 20,
+        }
+    }
+}
+
+/// The registry: every operation of the OCI distribution API, on one metadata store and one
+/// blob store.
+pub struct Registry {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    access: Arc<dyn AccessPolicy>,
+    limits: Limits,
+    /// Upload sessions with a request in flight in this process: one writer per session.
+    busy_uploads: Mutex<HashSet<String>>,
+}
+
+impl Registry {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        access: Arc<dyn AccessPolicy>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            meta,
+            blobs,
+            access,
+            limits,
+            busy_uploads: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The one access check, made for every request before any service runs.
+    pub fn authorize(
+        &self,
+        who: &Principal,
+        repository: &berth_oci::Repository,
+        action: Action,
+    ) -> Result<()> {
+        if self.access.allows(who, repository, action) {
+            Ok(())
+        } else {
+            Err(Error::Denied(format!(
+                "{} access to {repository} is not allowed",
+                action.as_str()
+            )))
+        }
+    }
+
+    /// Database and blob storage both answer (for `/readyz`).
+    pub async fn check_ready(&self) -> Result<()> {
+        self.meta.check().await?;
+        self.blobs.check().await?;
+        Ok(())
+    }
+
+    /// Upload sessions open, across every replica sharing the database.
+    pub async fn open_uploads(&self) -> Result<u64> {
+        Ok(self.meta.count_uploads().await?)
+    }
+}

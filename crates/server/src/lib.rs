@@ -1,1 +1,169 @@
+//! The HTTP front of berth: the `/v2` API parsed into an [`endpoint::Endpoint`], the single
+//! access check, the OCI error table, health and metrics endpoints, and [`serve`].
 
+mod config;
+mod endpoint;
+mod error;
+mod metrics;
+mod observe;
+mod v2;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use berth_meta::SqliteMeta;
+use berth_registry::{AllowAll, Limits, Registry};
+use berth_storage::FilesystemStore;
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError};
+pub use endpoint::Endpoint;
+pub use error::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open blob storage: {0}")]
+    Storage(#[from] berth_storage::StorageError),
+    #[error("cannot open the metadata database: {0}")]
+    Meta(#[from] berth_meta::MetaError),
+}
+
+/// Everything a request handler needs, shared by all requests.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    registry: Registry,
+    metrics: metrics::Metrics,
+    config: Config,
+}
+
+impl App {
+    /// Opens the embedded backends in `config.data_dir`: blobs on the filesystem, metadata in
+    /// SQLite (`meta.db`).
+    pub async fn open(config: Config) -> Result<App, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let blobs = FilesystemStore::open(&config.data_dir).await?;
+        let meta = SqliteMeta::open(&config.data_dir.join("meta.db")).await?;
+        let registry = Registry::new(
+            Arc::new(meta),
+            Arc::new(blobs),
+            Arc::new(AllowAll),
+            Limits {
+                max_manifest_bytes: config.max_manifest_bytes,
+            },
+        );
+        Ok(App {
+            inner: Arc::new(AppInner {
+                registry,
+                metrics: metrics::Metrics::default(),
+                config,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    /// The HTTP application: `/v2/...`, `/healthz`, `/readyz`, `/metrics`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_text))
+            .fallback(v2::dispatch)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                observe::observe,
+            ))
+            .with_state(self.clone())
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    match app.registry().check_ready().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(app): State<App>) -> Response {
+    if let Ok(n) = app.registry().open_uploads().await {
+        app.metrics()
+            .uploads_in_progress
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    match app.metrics().encode() {
+        Ok(text) => (
+            [(
+                http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and lets
+/// in-flight requests finish for at most the configured grace period.
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = Duration::from_secs(app.config().shutdown_grace_secs);
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(listener, app.router()).with_graceful_shutdown(signal);
+    let deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; stopping anyway");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,76 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use berth_server::{App, Config};
+use tracing_subscriber::EnvFilter;
+
+/// Options of `berth serve`. Flags beat `BERTH_*` variables, which beat the config file.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on [default: 0.0.0.0:5000]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data directory: blobs, uploads and the SQLite database [default: ./berth-data]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file
+    #[arg(long, value_name = "FILE", env = "BERTH_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&filter).context("invalid log filter")?)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let data_dir = config.data_dir.clone();
+    let app = App::open(config).await?;
+    println!(
+        "berth registry listening on http://{address}, data in {}",
+        data_dir.display()
+    );
+    berth_server::serve(listener, app, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+}

@@ -1,0 +1,53 @@
+use berth_meta::MetaError;
+use berth_oci::{Digest, Repository};
+use berth_storage::StorageError;
+
+/// Everything a registry operation can fail with. The server maps each variant to an OCI
+/// error code and HTTP status in one table.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("blob {0} is unknown to this repository")]
+    BlobUnknown(Digest),
+    #[error("upload session {0} is unknown")]
+    BlobUploadUnknown(String),
+    #[error("{0}")]
+    BlobUploadInvalid(String),
+    /// A chunk that does not start where the session ends (distribution-spec "Pushing a blob
+    /// in chunks": out of order -> 416).
+    #[error("chunk starts at byte {start}, but the upload holds {offset} bytes")]
+    ChunkOutOfOrder {
+        repository: Repository,
+        id: String,
+        offset: u64,
+        start: u64,
+    },
+    #[error("range not satisfiable: the blob holds {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("{0}")]
+    DigestInvalid(String),
+    #[error("{0}")]
+    ManifestInvalid(String),
+    #[error("manifest references blob {0}, which is not in this repository")]
+    ManifestBlobUnknown(Digest),
+    #[error("manifest {0} is unknown")]
+    ManifestUnknown(String),
+    #[error("repository {0} is unknown")]
+    NameUnknown(Repository),
+    #[error("manifest is larger than the {limit} byte limit")]
+    ManifestTooLarge { limit: usize },
+    #[error("{0}")]
+    SizeInvalid(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Denied(String),
+    /// The request body could not be read (client gone or sent garbage).
+    #[error("reading the request body failed: {0}")]
+    Body(std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

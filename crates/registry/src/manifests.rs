@@ -1,0 +1,126 @@
+//! Manifests (distribution-spec "Pushing manifests", "Pulling manifests", "Deleting
+//! manifests"): validated on the way in, stored and served byte for byte.
+
+use berth_meta::{ManifestRecord, MetaError, NewManifest};
+use berth_oci::{Algorithm, Digest, ManifestRef, Repository, Tag, parse_manifest};
+
+use crate::{Error, Registry, Result};
+
+/// A stored manifest, as served.
+pub type StoredManifest = ManifestRecord;
+
+/// A manifest accepted by PUT.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    pub digest: Digest,
+    /// Its `subject`, for the `OCI-Subject` response header.
+    pub subject: Option<Digest>,
+}
+
+impl Registry {
+    pub async fn get_manifest(
+        &self,
+        repository: &Repository,
+        reference: &ManifestRef,
+    ) -> Result<StoredManifest> {
+        let found = match reference {
+            ManifestRef::Tag(tag) => self.meta.tagged_manifest(repository, tag).await?,
+            ManifestRef::Digest(digest) => self.meta.manifest(repository, digest).await?,
+        };
+        match found {
+            Some(m) => Ok(m),
+            None => Err(self.missing_manifest(repository, reference).await?),
+        }
+    }
+
+    /// Validates and stores a manifest under a tag or its digest, plus any `extra_tags`
+    /// (`?tag=` on a digest PUT).
+    pub async fn put_manifest(
+        &self,
+        repository: &Repository,
+        reference: &ManifestRef,
+        content_type: Option<&str>,
+        content: Vec<u8>,
+        extra_tags: Vec<Tag>,
+    ) -> Result<Manifest> {
+        let limit = self.limits.max_manifest_bytes;
+        if content.len() > limit {
+            return Err(Error::ManifestTooLarge { limit });
+        }
+        let parsed = parse_manifest(content_type, &content)
+            .map_err(|e| Error::ManifestInvalid(e.to_string()))?;
+        let digest = Digest::sha256_of(&content);
+        let mut tags = extra_tags;
+        match reference {
+            ManifestRef::Tag(tag) => tags.push(tag.clone()),
+            ManifestRef::Digest(d) if d.algorithm() != Algorithm::Sha256 => {
+                return Err(Error::Unsupported(format!(
+                    "manifests are addressed by sha256 digests, not {}",
+                    d.algorithm().as_str()
+                )));
+            }
+            ManifestRef::Digest(d) if d != &digest => {
+                return Err(Error::DigestInvalid(format!(
+                    "manifest content has digest {digest}, not {d}"
+                )));
+            }
+            ManifestRef::Digest(_) => {}
+        }
+        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+        let annotations = parsed
+            .annotations
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| Error::ManifestInvalid(e.to_string()))?;
+        let new = NewManifest {
+            digest: digest.clone(),
+            media_type: parsed.media_type.clone(),
+            blobs: parsed.blob_references().map(|d| d.digest.clone()).collect(),
+            manifests: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
+            content,
+            subject: subject.clone(),
+            artifact_type: parsed.artifact_type.clone(),
+            annotations,
+            tags,
+        };
+        match self.meta.put_manifest(repository, &new).await {
+            Ok(()) => Ok(Manifest { digest, subject }),
+            Err(MetaError::BlobUnknown(d)) => Err(Error::ManifestBlobUnknown(d)),
+            Err(MetaError::ManifestUnknown(d)) => Err(Error::ManifestUnknown(format!(
+                "{d}, referenced by the index, is not in {repository}"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// By digest: deletes the manifest and every tag pointing at it. By tag: deletes the tag
+    /// only.
+    pub async fn delete_manifest(
+        &self,
+        repository: &Repository,
+        reference: &ManifestRef,
+    ) -> Result<()> {
+        let deleted = match reference {
+            ManifestRef::Tag(tag) => self.meta.delete_tag(repository, tag).await?,
+            ManifestRef::Digest(digest) => self.meta.delete_manifest(repository, digest).await?,
+        };
+        if deleted {
+            Ok(())
+        } else {
+            Err(self.missing_manifest(repository, reference).await?)
+        }
+    }
+
+    async fn missing_manifest(
+        &self,
+        repository: &Repository,
+        reference: &ManifestRef,
+    ) -> Result<Error> {
+        Ok(if self.meta.repository_exists(repository).await? {
+            Error::ManifestUnknown(format!("{reference} is not in {repository}"))
+        } else {
+            Error::NameUnknown(repository.clone())
+        })
+    }
+}

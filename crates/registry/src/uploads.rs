@@ -1,0 +1,318 @@
+//! Blob uploads (distribution-spec "Pushing blobs"): sessions, streamed and chunked PATCH,
+//! the closing PUT with digest verification, monolithic POST and cross-repository mounts.
+
+use berth_meta::{BlobRecord, UploadRecord};
+use berth_oci::{Digest, DigestHasher, Repository};
+use berth_storage::{ByteStream, UploadState};
+use futures_util::StreamExt;
+
+use crate::{Action, Error, Principal, Registry, Result};
+
+/// Where an upload session stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadStatus {
+    pub repository: Repository,
+    pub id: String,
+    /// Bytes received and acknowledged.
+    pub offset: u64,
+}
+
+impl From<&UploadRecord> for UploadStatus {
+    fn from(r: &UploadRecord) -> Self {
+        Self {
+            repository: r.repository.clone(),
+            id: r.id.clone(),
+            offset: r.offset,
+        }
+    }
+}
+
+pub enum MountOutcome {
+    /// The blob is now readable in the target repository.
+    Mounted(BlobRecord),
+    /// It could not be mounted; a new upload session was opened instead.
+    Session(UploadStatus),
+}
+
+/// Holds a session exclusively for one request of this process; released on drop.
+struct SessionGuard<'a> {
+    registry: &'a Registry,
+    id: String,
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.registry.busy_uploads.lock() {
+            busy.remove(&self.id);
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// What one request appended to a session.
+struct Received {
+    hasher: DigestHasher,
+    state: UploadState,
+    offset: u64,
+}
+
+impl Registry {
+    /// Opens an upload session (`POST /v2/<name>/blobs/uploads/`).
+    pub async fn start_upload(&self, repository: &Repository) -> Result<UploadStatus> {
+        let id = ulid::Ulid::new().to_string();
+        let state = self.blobs.create_upload(&id).await?;
+        let now = now();
+        let record = UploadRecord {
+            id,
+            repository: repository.clone(),
+            offset: 0,
+            hash_state: DigestHasher::new().save(),
+            backend_state: state.0,
+            created_at: now,
+            updated_at: now,
+        };
+        self.meta.create_upload(&record).await?;
+        Ok(UploadStatus::from(&record))
+    }
+
+    /// Where the session stands (`GET` on the upload URL).
+    pub async fn upload_status(&self, repository: &Repository, id: &str) -> Result<UploadStatus> {
+        Ok(UploadStatus::from(&self.session(repository, id).await?))
+    }
+
+    /// Appends a request body (`PATCH`). With `start`, the chunk's `Content-Range` start and
+    /// length, it must continue exactly where the session ends.
+    pub async fn append_upload(
+        &self,
+        repository: &Repository,
+        id: &str,
+        chunk: Option<(u64, u64)>,
+        body: ByteStream,
+    ) -> Result<UploadStatus> {
+        let _guard = self.claim(id)?;
+        let record = self.session(repository, id).await?;
+        let received = self.receive(&record, chunk, body).await?;
+        self.save_progress(&record, &received).await?;
+        Ok(UploadStatus {
+            offset: received.offset,
+            ..UploadStatus::from(&record)
+        })
+    }
+
+    /// Closes the session (`PUT ?digest=`), with an optional last chunk: verifies the digest,
+    /// then makes the blob visible. On a mismatch the session and its data are dropped and
+    /// nothing becomes visible.
+    pub async fn finish_upload(
+        &self,
+        repository: &Repository,
+        id: &str,
+        digest: &Digest,
+        chunk: Option<(u64, u64)>,
+        body: Option<ByteStream>,
+    ) -> Result<BlobRecord> {
+        let _guard = self.claim(id)?;
+        let record = self.session(repository, id).await?;
+        let received = match body {
+            Some(body) => self.receive(&record, chunk, body).await?,
+            None => Received {
+                hasher: self.restore_hasher(&record)?,
+                state: UploadState(record.backend_state.clone()),
+                offset: record.offset,
+            },
+        };
+        let state = received.state.clone();
+        let size = received.offset;
+        let actual = received.hasher.finish();
+        if &actual != digest {
+            self.drop_session(&record.id, &state).await?;
+            return Err(Error::DigestInvalid(format!(
+                "uploaded content has digest {actual}, not {digest}"
+            )));
+        }
+        let key = self.blobs.commit(&record.id, &state, digest, size).await?;
+        let blob = self
+            .meta
+            .add_blob(
+                repository,
+                &BlobRecord {
+                    digest: digest.clone(),
+                    size,
+                    storage_key: key.as_str().to_string(),
+                },
+            )
+            .await?;
+        self.meta.delete_upload(&record.id).await?;
+        Ok(blob)
+    }
+
+    /// Uploads a whole blob in one request (`POST ?digest=` with a body).
+    pub async fn upload_blob(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<BlobRecord> {
+        let session = self.start_upload(repository).await?;
+        self.finish_upload(repository, &session.id, digest, None, Some(body))
+            .await
+    }
+
+    /// Cancels a session (`DELETE` on the upload URL).
+    pub async fn cancel_upload(&self, repository: &Repository, id: &str) -> Result<()> {
+        let _guard = self.claim(id)?;
+        let record = self.session(repository, id).await?;
+        self.drop_session(&record.id, &UploadState(record.backend_state.clone()))
+            .await
+    }
+
+    /// Cross-repository mount (`POST ?mount=<digest>[&from=<repo>]`): makes an existing blob
+    /// readable in `repository` without moving bytes. Without `from`, any repository holding the
+    /// blob that `who` may pull from will do (distribution-spec "Mounting a blob from another
+    /// repository": the registry MAY mount without `from`). Otherwise a session opens.
+    pub async fn mount_blob(
+        &self,
+        who: &Principal,
+        repository: &Repository,
+        digest: &Digest,
+        from: Option<&Repository>,
+    ) -> Result<MountOutcome> {
+        if let Some(blob) = self.meta.repository_blob(repository, digest).await? {
+            return Ok(MountOutcome::Mounted(blob));
+        }
+        let sources = match from {
+            Some(from) => vec![from.clone()],
+            None => self.meta.blob_repositories(digest, 100).await?,
+        };
+        for source in sources {
+            if !self.access.allows(who, &source, Action::Pull) {
+                continue;
+            }
+            if self.meta.repository_blob(&source, digest).await?.is_some()
+                && self.meta.link_blob(repository, digest).await?
+                && let Some(blob) = self.meta.repository_blob(repository, digest).await?
+            {
+                return Ok(MountOutcome::Mounted(blob));
+            }
+        }
+        Ok(MountOutcome::Session(self.start_upload(repository).await?))
+    }
+
+    fn claim(&self, id: &str) -> Result<SessionGuard<'_>> {
+        let mut busy = self
+            .busy_uploads
+            .lock()
+            .map_err(|_| Error::BlobUploadInvalid("upload lock poisoned".into()))?;
+        if !busy.insert(id.to_string()) {
+            return Err(Error::BlobUploadInvalid(format!(
+                "upload {id} is busy with another request"
+            )));
+        }
+        Ok(SessionGuard {
+            registry: self,
+            id: id.to_string(),
+        })
+    }
+
+    async fn session(&self, repository: &Repository, id: &str) -> Result<UploadRecord> {
+        let unknown = || Error::BlobUploadUnknown(id.chars().take(64).collect());
+        if ulid::Ulid::from_string(id).is_err() {
+            return Err(unknown());
+        }
+        match self.meta.upload(id).await? {
+            Some(record) if &record.repository == repository => Ok(record),
+            _ => Err(unknown()),
+        }
+    }
+
+    fn restore_hasher(&self, record: &UploadRecord) -> Result<DigestHasher> {
+        DigestHasher::restore(&record.hash_state).ok_or_else(|| {
+            Error::BlobUploadInvalid(format!("upload {} has a damaged hash state", record.id))
+        })
+    }
+
+    /// Streams `body` into the session: hashed and written as it arrives, never held whole.
+    async fn receive(
+        &self,
+        record: &UploadRecord,
+        chunk: Option<(u64, u64)>,
+        mut body: ByteStream,
+    ) -> Result<Received> {
+        let expected_len = match chunk {
+            Some((start, _)) if start != record.offset => {
+                return Err(Error::ChunkOutOfOrder {
+                    repository: record.repository.clone(),
+                    id: record.id.clone(),
+                    offset: record.offset,
+                    start,
+                });
+            }
+            Some((_, len)) => Some(len),
+            None => None,
+        };
+        let mut hasher = self.restore_hasher(record)?;
+        let mut writer = self
+            .blobs
+            .writer(
+                &record.id,
+                &UploadState(record.backend_state.clone()),
+                record.offset,
+            )
+            .await?;
+        let mut received = 0u64;
+        while let Some(data) = body.next().await {
+            let data = data.map_err(Error::Body)?;
+            received += data.len() as u64;
+            if expected_len.is_some_and(|len| received > len) {
+                return Err(Error::BlobUploadInvalid(
+                    "the chunk is longer than its Content-Range".into(),
+                ));
+            }
+            hasher.update(&data);
+            writer.write(data).await?;
+        }
+        if expected_len.is_some_and(|len| received != len) {
+            return Err(Error::BlobUploadInvalid(
+                "the chunk is shorter than its Content-Range".into(),
+            ));
+        }
+        let state = writer.finish().await?;
+        Ok(Received {
+            hasher,
+            state,
+            offset: record.offset + received,
+        })
+    }
+
+    async fn save_progress(&self, record: &UploadRecord, received: &Received) -> Result<()> {
+        let saved = self
+            .meta
+            .advance_upload(
+                &record.id,
+                record.offset,
+                received.offset,
+                &received.hasher.save(),
+                &received.state.0,
+            )
+            .await?;
+        if saved {
+            Ok(())
+        } else {
+            Err(Error::BlobUploadInvalid(format!(
+                "upload {} was changed by another request",
+                record.id
+            )))
+        }
+    }
+
+    async fn drop_session(&self, id: &str, state: &UploadState) -> Result<()> {
+        self.meta.delete_upload(id).await?;
+        self.blobs.abort(id, state).await?;
+        Ok(())
+    }
+}

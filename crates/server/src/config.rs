@@ -1,0 +1,179 @@
+//! Server configuration: a TOML file, overridden by `BERTH_...` environment variables,
+//! overridden by command-line flags (applied by the caller).
+//!
+//! Every key has an environment variable named after its path: `listen` is `BERTH_LISTEN`,
+//! a future `[storage] backend` is `BERTH_STORAGE_BACKEND`. The list is derived from the
+//! defaults, so a new option gets its variable without further code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory holding blobs, upload sessions and the SQLite database.
+    pub data_dir: PathBuf,
+    /// Log filter, `tracing` env-filter syntax (`info`, `berth_server=debug`, ...).
+    pub log: String,
+    /// How long in-flight requests may run after SIGINT/SIGTERM before they are dropped.
+    pub shutdown_grace_secs: u64,
+    /// Largest manifest accepted, in bytes (distribution-spec: at least 4 MiB).
+    pub max_manifest_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            data_dir: PathBuf::from("./berth-data"),
+            log: "info".into(),
+            shutdown_grace_secs: 30,
+            max_manifest_bytes: 4 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `file` (if any), then applies `BERTH_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let env: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("BERTH_"))
+            .collect();
+        let defaults = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        overlay_env(&mut table, &defaults, "BERTH", &env);
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+/// For every leaf key of `defaults`, sets the value from its environment variable, if any.
+fn overlay_env(
+    table: &mut toml::Table,
+    defaults: &toml::Table,
+    prefix: &str,
+    env: &std::collections::HashMap<String, String>,
+) {
+    for (key, default) in defaults {
+        let var = format!("{prefix}_{}", key.to_ascii_uppercase());
+        match default {
+            toml::Value::Table(sub_defaults) => {
+                let entry = table
+                    .entry(key.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(sub) = entry {
+                    overlay_env(sub, sub_defaults, &var, env);
+                }
+            }
+            _ => {
+                if let Some(raw) = env.get(&var) {
+                    table.insert(key.clone(), env_value(raw, default));
+                }
+            }
+        }
+    }
+}
+
+/// An environment string typed like the default it replaces.
+fn env_value(raw: &str, default: &toml::Value) -> toml::Value {
+    let parsed = match default {
+        toml::Value::Integer(_) => raw.trim().parse().ok().map(toml::Value::Integer),
+        toml::Value::Float(_) => raw.trim().parse().ok().map(toml::Value::Float),
+        toml::Value::Boolean(_) => raw.trim().parse().ok().map(toml::Value::Boolean),
+        _ => None,
+    };
+    // A value of the wrong type stays a string, so deserialization reports it clearly.
+    parsed.unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/srv/berth\"\nshutdown_grace_secs = 5\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&path), env(&[])).expect("load");
+        assert_eq!(c.listen, "127.0.0.1:6000".parse().expect("addr"));
+        assert_eq!(c.data_dir, PathBuf::from("/srv/berth"));
+        assert_eq!(c.shutdown_grace_secs, 5);
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("BERTH_LISTEN", "127.0.0.1:7000"),
+                ("BERTH_SHUTDOWN_GRACE_SECS", "9"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.listen, "127.0.0.1:7000".parse().expect("addr"));
+        assert_eq!(c.shutdown_grace_secs, 9);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/berth"));
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        assert_eq!(
+            Config::load(None, env(&[])).expect("load"),
+            Config::default()
+        );
+        assert!(Config::load(None, env(&[("BERTH_SHUTDOWN_GRACE_SECS", "soon")])).is_err());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listne = \"x\"\n").expect("write");
+        assert!(matches!(
+            Config::load(Some(&path), env(&[])),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

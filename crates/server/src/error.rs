@@ -1,0 +1,143 @@
+//! The one place where errors become HTTP responses: each OCI error code with its status
+//! (distribution-spec "Error Codes"), and the JSON body every error carries.
+
+use axum::response::{IntoResponse, Response};
+use berth_oci::{DigestError, NameError};
+use berth_registry::Error;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+/// An error on its way to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Registry(#[from] Error),
+    #[error("{0}")]
+    NameInvalid(NameError),
+    #[error("{0}")]
+    DigestInvalid(DigestError),
+    #[error("{0}")]
+    ReferenceInvalid(NameError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    RangeInvalid(String),
+    #[error("no such endpoint: {0}")]
+    RouteUnknown(String),
+    #[error("method {0} is not supported here")]
+    MethodUnsupported(String),
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        match e {
+            NameError::Digest(d) => ApiError::DigestInvalid(d),
+            other => ApiError::NameInvalid(other),
+        }
+    }
+}
+
+impl From<DigestError> for ApiError {
+    fn from(e: DigestError) -> Self {
+        ApiError::DigestInvalid(e)
+    }
+}
+
+impl ApiError {
+    /// The OCI error code and HTTP status: the whole mapping, in one table.
+    pub fn code_and_status(&self) -> (&'static str, StatusCode) {
+        use StatusCode as S;
+        match self {
+            ApiError::Registry(e) => match e {
+                Error::BlobUnknown(_) => ("BLOB_UNKNOWN", S::NOT_FOUND),
+                Error::BlobUploadUnknown(_) => ("BLOB_UPLOAD_UNKNOWN", S::NOT_FOUND),
+                Error::BlobUploadInvalid(_) => ("BLOB_UPLOAD_INVALID", S::BAD_REQUEST),
+                Error::ChunkOutOfOrder { .. } => ("BLOB_UPLOAD_INVALID", S::RANGE_NOT_SATISFIABLE),
+                Error::RangeNotSatisfiable { .. } => ("SIZE_INVALID", S::RANGE_NOT_SATISFIABLE),
+                Error::DigestInvalid(_) => ("DIGEST_INVALID", S::BAD_REQUEST),
+                Error::ManifestInvalid(_) => ("MANIFEST_INVALID", S::BAD_REQUEST),
+                Error::ManifestBlobUnknown(_) => ("MANIFEST_BLOB_UNKNOWN", S::BAD_REQUEST),
+                Error::ManifestUnknown(_) => ("MANIFEST_UNKNOWN", S::NOT_FOUND),
+                Error::NameUnknown(_) => ("NAME_UNKNOWN", S::NOT_FOUND),
+                Error::ManifestTooLarge { .. } => ("SIZE_INVALID", S::PAYLOAD_TOO_LARGE),
+                Error::SizeInvalid(_) => ("SIZE_INVALID", S::BAD_REQUEST),
+                Error::Unsupported(_) => ("UNSUPPORTED", S::BAD_REQUEST),
+                Error::Denied(_) => ("DENIED", S::FORBIDDEN),
+                Error::Body(_) => ("BLOB_UPLOAD_INVALID", S::BAD_REQUEST),
+                Error::Storage(_) | Error::Meta(_) => ("UNKNOWN", S::INTERNAL_SERVER_ERROR),
+            },
+            ApiError::NameInvalid(_) => ("NAME_INVALID", S::BAD_REQUEST),
+            ApiError::DigestInvalid(_) => ("DIGEST_INVALID", S::BAD_REQUEST),
+            ApiError::ReferenceInvalid(_) => ("MANIFEST_INVALID", S::BAD_REQUEST),
+            ApiError::BadRequest(_) => ("UNSUPPORTED", S::BAD_REQUEST),
+            ApiError::RangeInvalid(_) => ("BLOB_UPLOAD_INVALID", S::RANGE_NOT_SATISFIABLE),
+            ApiError::RouteUnknown(_) => ("UNSUPPORTED", S::NOT_FOUND),
+            ApiError::MethodUnsupported(_) => ("UNSUPPORTED", S::METHOD_NOT_ALLOWED),
+        }
+    }
+
+    fn detail(&self) -> Value {
+        match self {
+            ApiError::Registry(Error::BlobUnknown(d) | Error::ManifestBlobUnknown(d)) => {
+                json!({ "digest": d.to_string() })
+            }
+            ApiError::Registry(Error::NameUnknown(n)) => json!({ "name": n.as_str() }),
+            ApiError::Registry(Error::ChunkOutOfOrder { offset, start, .. }) => {
+                json!({ "offset": offset, "start": start })
+            }
+            ApiError::Registry(Error::RangeNotSatisfiable { size }) => json!({ "size": size }),
+            ApiError::Registry(Error::ManifestTooLarge { limit }) => json!({ "limit": limit }),
+            _ => json!({}),
+        }
+    }
+
+    fn is_internal(&self) -> bool {
+        matches!(self, ApiError::Registry(Error::Storage(_) | Error::Meta(_)))
+    }
+}
+
+/// `Range` header value for an upload holding `offset` bytes: the inclusive received range.
+/// With nothing received yet it reads `0-0`, as every registry and client expect.
+pub fn upload_range(offset: u64) -> String {
+    format!("0-{}", offset.saturating_sub(1))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, status) = self.code_and_status();
+        let message = if self.is_internal() {
+            tracing::error!(error = %self, "internal error");
+            "internal server error; the server log has the details".to_string()
+        } else {
+            self.to_string()
+        };
+        let body =
+            json!({ "errors": [{ "code": code, "message": message, "detail": self.detail() }] });
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Registry(Error::ChunkOutOfOrder {
+                repository,
+                id,
+                offset,
+                ..
+            }) => {
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("/v2/{repository}/blobs/uploads/{id}"))
+                {
+                    headers.insert(header::LOCATION, v);
+                }
+                if let Ok(v) = HeaderValue::from_str(&upload_range(*offset)) {
+                    headers.insert(header::RANGE, v);
+                }
+            }
+            ApiError::Registry(Error::RangeNotSatisfiable { size }) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers.insert(header::CONTENT_RANGE, v);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}

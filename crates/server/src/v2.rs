@@ -1,0 +1,475 @@
+//! The `/v2` API: parse the request into an [`Endpoint`], make the one access check, call the
+//! registry, shape the response. Handlers stay a few lines each.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use berth_oci::{Digest, ManifestRef, Repository, Tag};
+use berth_registry::{Action, MountOutcome, Principal, RangeRequest, UploadStatus};
+use berth_storage::ByteStream;
+use futures_util::TryStreamExt;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::json;
+
+use crate::App;
+use crate::endpoint::Endpoint;
+use crate::error::{ApiError, upload_range};
+use crate::observe::RouteInfo;
+
+type ApiResult = Result<Response, ApiError>;
+
+const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
+
+pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
+    let method = request.method().clone();
+    let endpoint = match Endpoint::parse(&method, request.uri().path()) {
+        Some(endpoint) => endpoint,
+        None => {
+            return ApiError::RouteUnknown(request.uri().path().chars().take(300).collect())
+                .into_response();
+        }
+    };
+    let info = RouteInfo {
+        route: endpoint.as_ref().map_or("v2_invalid", |e| e.route()),
+        repository: endpoint
+            .as_ref()
+            .ok()
+            .and_then(|e| e.repository())
+            .map(|r| r.to_string()),
+    };
+    let who = Principal::Anonymous;
+    let result = match endpoint {
+        Ok(endpoint) => match authorize(&app, &who, &method, &endpoint) {
+            Ok(()) => handle(&app, &who, method.clone(), endpoint, request).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if method == Method::HEAD {
+        // HEAD answers carry the headers of GET, never a body (not even an error document).
+        *response.body_mut() = Body::empty();
+    }
+    response
+        .headers_mut()
+        .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    response.extensions_mut().insert(info);
+    response
+}
+
+/// The single access check of every `/v2` request.
+fn authorize(
+    app: &App,
+    who: &Principal,
+    method: &Method,
+    endpoint: &Endpoint,
+) -> Result<(), ApiError> {
+    let Some(repository) = endpoint.repository() else {
+        return Ok(());
+    };
+    let action = match (endpoint, method) {
+        (_, &Method::DELETE) if !matches!(endpoint, Endpoint::Upload(..)) => Action::Delete,
+        (Endpoint::StartUpload(_) | Endpoint::Upload(..), _) => Action::Push,
+        (Endpoint::Manifest(..), &Method::PUT) => Action::Push,
+        _ => Action::Pull,
+    };
+    app.registry().authorize(who, repository, action)?;
+    Ok(())
+}
+
+async fn handle(
+    app: &App,
+    who: &Principal,
+    method: Method,
+    endpoint: Endpoint,
+    request: Request,
+) -> ApiResult {
+    let query = Query::parse(request.uri().query())?;
+    let headers = request.headers().clone();
+    match (endpoint, method) {
+        (Endpoint::Base, _) => Ok(axum::Json(json!({})).into_response()),
+        (Endpoint::Catalog, _) => catalog(app, &query).await,
+        (Endpoint::Tags(repo), _) => tags(app, &repo, &query).await,
+        (Endpoint::Manifest(repo, reference), Method::PUT) => {
+            put_manifest(
+                app,
+                &repo,
+                &reference,
+                &query,
+                &headers,
+                request.into_body(),
+            )
+            .await
+        }
+        (Endpoint::Manifest(repo, reference), Method::DELETE) => {
+            app.registry().delete_manifest(&repo, &reference).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Endpoint::Manifest(repo, reference), _) => get_manifest(app, &repo, &reference).await,
+        (Endpoint::Blob(repo, digest), Method::DELETE) => {
+            app.registry().delete_blob(&repo, &digest).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Endpoint::Blob(repo, digest), method) => {
+            get_blob(app, &repo, &digest, &headers, method).await
+        }
+        (Endpoint::StartUpload(repo), _) => {
+            start_upload(app, who, &repo, &query, request.into_body()).await
+        }
+        (Endpoint::Upload(repo, id), Method::GET) => {
+            let status = app.registry().upload_status(&repo, &id).await?;
+            Ok(upload_response(StatusCode::NO_CONTENT, &status))
+        }
+        (Endpoint::Upload(repo, id), Method::PATCH) => {
+            let chunk = content_range(&headers)?;
+            let status = app
+                .registry()
+                .append_upload(&repo, &id, chunk, body_stream(request.into_body()))
+                .await?;
+            Ok(upload_response(StatusCode::ACCEPTED, &status))
+        }
+        (Endpoint::Upload(repo, id), Method::PUT) => {
+            let digest = query.digest()?.ok_or_else(|| {
+                ApiError::DigestInvalid(berth_oci::DigestError::Invalid(
+                    "missing ?digest= on the closing PUT".into(),
+                ))
+            })?;
+            let chunk = content_range(&headers)?;
+            let body = has_body(&headers).then(|| body_stream(request.into_body()));
+            let blob = app
+                .registry()
+                .finish_upload(&repo, &id, &digest, chunk, body)
+                .await?;
+            Ok(blob_created(&repo, &blob.digest))
+        }
+        (Endpoint::Upload(repo, id), _) => {
+            app.registry().cancel_upload(&repo, &id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Endpoint::Referrers(repo, digest), _) => {
+            let filter = query.get("artifactType");
+            let index = app.registry().referrers(&repo, &digest, filter).await?;
+            let mut response = (
+                [(header::CONTENT_TYPE, berth_oci::media_type::OCI_INDEX)],
+                index,
+            )
+                .into_response();
+            if filter.is_some() {
+                response.headers_mut().insert(
+                    "oci-filters-applied",
+                    HeaderValue::from_static("artifactType"),
+                );
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// Query parameters in order; a key may repeat (`?tag=a&tag=b`).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
+        let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(raw.unwrap_or(""))
+            .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+        Ok(Query(pairs))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, key: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn digest(&self) -> Result<Option<Digest>, ApiError> {
+        Ok(self.get("digest").map(str::parse).transpose()?)
+    }
+
+    fn n(&self) -> Result<Option<u32>, ApiError> {
+        self.get("n")
+            .map(|n| {
+                n.parse::<u32>()
+                    .map_err(|_| ApiError::BadRequest(format!("n={n:?} is not a count")))
+            })
+            .transpose()
+    }
+}
+
+fn header_value(s: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(s).map_err(|_| ApiError::BadRequest("unrepresentable header".into()))
+}
+
+fn body_stream(body: Body) -> ByteStream {
+    Box::pin(TryStreamExt::map_err(
+        body.into_data_stream(),
+        std::io::Error::other,
+    ))
+}
+
+/// A request carries a body when it says so; a bodiless closing PUT is common.
+fn has_body(headers: &HeaderMap) -> bool {
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(v) => {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1)
+                > 0
+        }
+        None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
+/// `Content-Range: <start>-<end>` of a chunk (distribution-spec "Pushing a blob in chunks"),
+/// as (start, length). A malformed value is refused with 416.
+fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let invalid = || ApiError::RangeInvalid("Content-Range must be <start>-<end>".into());
+    let text = value.to_str().map_err(|_| invalid())?.trim();
+    let text = text
+        .strip_prefix("bytes=")
+        .or_else(|| text.strip_prefix("bytes "))
+        .unwrap_or(text);
+    let (a, b) = text.split_once('-').ok_or_else(invalid)?;
+    let start: u64 = a.trim().parse().map_err(|_| invalid())?;
+    let end: u64 = b.trim().parse().map_err(|_| invalid())?;
+    if end < start {
+        return Err(invalid());
+    }
+    Ok(Some((start, end - start + 1)))
+}
+
+fn upload_response(status: StatusCode, upload: &UploadStatus) -> Response {
+    let location = format!("/v2/{}/blobs/uploads/{}", upload.repository, upload.id);
+    let mut response = (status, Body::empty()).into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&upload_range(upload.offset)) {
+        h.insert(header::RANGE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&upload.id) {
+        h.insert("docker-upload-uuid", v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
+}
+
+fn blob_created(repo: &Repository, digest: &Digest) -> Response {
+    let mut response = (StatusCode::CREATED, Body::empty()).into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v2/{repo}/blobs/{digest}")) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        h.insert("docker-content-digest", v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
+}
+
+async fn start_upload(
+    app: &App,
+    who: &Principal,
+    repo: &Repository,
+    query: &Query,
+    body: Body,
+) -> ApiResult {
+    if let Some(mount) = query.get("mount") {
+        let digest: Digest = mount.parse()?;
+        let from = query
+            .get("from")
+            .map(str::parse::<Repository>)
+            .transpose()?;
+        return match app
+            .registry()
+            .mount_blob(who, repo, &digest, from.as_ref())
+            .await?
+        {
+            MountOutcome::Mounted(blob) => Ok(blob_created(repo, &blob.digest)),
+            MountOutcome::Session(status) => Ok(upload_response(StatusCode::ACCEPTED, &status)),
+        };
+    }
+    if let Some(digest) = query.digest()? {
+        let blob = app
+            .registry()
+            .upload_blob(repo, &digest, body_stream(body))
+            .await?;
+        return Ok(blob_created(repo, &blob.digest));
+    }
+    let status = app.registry().start_upload(repo).await?;
+    Ok(upload_response(StatusCode::ACCEPTED, &status))
+}
+
+async fn get_blob(
+    app: &App,
+    repo: &Repository,
+    digest: &Digest,
+    headers: &HeaderMap,
+    method: Method,
+) -> ApiResult {
+    let digest_header = header_value(&digest.to_string())?;
+    if method == Method::HEAD {
+        let blob = app.registry().stat_blob(repo, digest).await?;
+        let mut response = StatusCode::OK.into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_LENGTH, blob.size.into());
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        h.insert("docker-content-digest", digest_header);
+        return Ok(response);
+    }
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(RangeRequest::parse);
+    let (blob, served, stream) = app.registry().open_blob(repo, digest, range).await?;
+    let mut response = Body::from_stream(stream).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert("docker-content-digest", digest_header);
+    match served {
+        Some(r) => {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_LENGTH, r.len().into());
+            h.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes {}-{}/{}", r.start, r.end, blob.size))?,
+            );
+        }
+        None => {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, blob.size.into());
+        }
+    }
+    Ok(response)
+}
+
+async fn get_manifest(app: &App, repo: &Repository, reference: &ManifestRef) -> ApiResult {
+    let m = app.registry().get_manifest(repo, reference).await?;
+    let mut response = m.content.clone().into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, header_value(&m.media_type)?);
+    h.insert(header::CONTENT_LENGTH, m.content.len().into());
+    h.insert(
+        "docker-content-digest",
+        header_value(&m.digest.to_string())?,
+    );
+    Ok(response)
+}
+
+async fn put_manifest(
+    app: &App,
+    repo: &Repository,
+    reference: &ManifestRef,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let limit = app.registry().limits().max_manifest_bytes;
+    let too_large = || ApiError::Registry(berth_registry::Error::ManifestTooLarge { limit });
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let content = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                ApiError::Registry(berth_registry::Error::Body(std::io::Error::other(e)))
+            }
+        })?
+        .to_bytes();
+    let extra_tags = query
+        .all("tag")
+        .map(|t| t.parse::<Tag>().map_err(ApiError::ReferenceInvalid))
+        .collect::<Result<Vec<_>, _>>()?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let put = app
+        .registry()
+        .put_manifest(repo, reference, content_type, content.to_vec(), extra_tags)
+        .await?;
+    let mut response = (StatusCode::CREATED, Body::empty()).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::LOCATION,
+        header_value(&format!("/v2/{repo}/manifests/{}", put.digest))?,
+    );
+    h.insert(
+        "docker-content-digest",
+        header_value(&put.digest.to_string())?,
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    if let Some(subject) = put.subject {
+        h.insert("oci-subject", header_value(&subject.to_string())?);
+    }
+    Ok(response)
+}
+
+/// `Link: <url>; rel="next"` for a listing that continues after `last`.
+fn next_link(path: &str, n: Option<u32>, last: &str) -> Result<HeaderValue, ApiError> {
+    let mut query = vec![("last", last.to_string())];
+    if let Some(n) = n {
+        query.insert(0, ("n", n.to_string()));
+    }
+    let query =
+        serde_urlencoded::to_string(query).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    header_value(&format!("<{path}?{query}>; rel=\"next\""))
+}
+
+async fn tags(app: &App, repo: &Repository, query: &Query) -> ApiResult {
+    let n = query.n()?;
+    let page = app.registry().list_tags(repo, n, query.get("last")).await?;
+    let names: Vec<&str> = page.items.iter().map(Tag::as_str).collect();
+    let mut response = axum::Json(json!({ "name": repo.as_str(), "tags": names })).into_response();
+    if page.more
+        && let Some(last) = names.last()
+    {
+        let link = next_link(&format!("/v2/{repo}/tags/list"), n, last)?;
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+async fn catalog(app: &App, query: &Query) -> ApiResult {
+    let n = query.n()?;
+    let page = app.registry().catalog(n, query.get("last")).await?;
+    let names: Vec<&str> = page.items.iter().map(Repository::as_str).collect();
+    let mut response = axum::Json(json!({ "repositories": names })).into_response();
+    if page.more
+        && let Some(last) = names.last()
+    {
+        let link = next_link("/v2/_catalog", n, last)?;
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
