@@ -69,7 +69,7 @@ impl Endpoint {
     /// Parses the path of a request under `/v2`. `None` if the path is not under `/v2` at all.
     pub fn parse(method: &Method, path: &str) -> Option<Result<Endpoint, ApiError>> {
         let rest = path.strip_prefix("/v2")?;
-        Some(Self::parse_v2(rest).and_then(|e| {
+        Some(Self::parse_v2(method, rest).and_then(|e| {
             if e.allows(method) {
                 Ok(e)
             } else {
@@ -78,7 +78,7 @@ impl Endpoint {
         }))
     }
 
-    fn parse_v2(rest: &str) -> Result<Endpoint, ApiError> {
+    fn parse_v2(method: &Method, rest: &str) -> Result<Endpoint, ApiError> {
         if rest.is_empty() || rest == "/" {
             return Ok(Endpoint::Base);
         }
@@ -105,7 +105,10 @@ impl Endpoint {
             "manifests" => {
                 let reference = last.parse::<ManifestRef>().map_err(|e| match e {
                     berth_oci::NameError::Digest(d) => ApiError::DigestInvalid(d),
-                    other => ApiError::ReferenceInvalid(other),
+                    // Nothing can exist under an invalid tag: reading it is a plain miss
+                    // (the conformance suite pulls `.INVALID_MANIFEST_NAME` and wants 404).
+                    other if method == Method::PUT => ApiError::ReferenceInvalid(other),
+                    other => ApiError::ReferenceUnknown(other),
                 })?;
                 Ok(Endpoint::Manifest(name(prefix)?, reference))
             }
@@ -270,7 +273,17 @@ mod tests {
             (
                 Method::GET,
                 "/v2/a/manifests/-bad".to_string(),
-                "MANIFEST_INVALID",
+                "MANIFEST_UNKNOWN",
+            ),
+            (
+                Method::GET,
+                "/v2/a/manifests/.INVALID_MANIFEST_NAME".to_string(),
+                "MANIFEST_UNKNOWN",
+            ),
+            (
+                Method::PUT,
+                "/v2/a/manifests/-bad".to_string(),
+                "TAG_INVALID",
             ),
             (
                 Method::GET,

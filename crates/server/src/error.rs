@@ -18,6 +18,8 @@ pub enum ApiError {
     DigestInvalid(DigestError),
     #[error("{0}")]
     ReferenceInvalid(NameError),
+    #[error("manifest unknown: {0}")]
+    ReferenceUnknown(NameError),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -68,7 +70,8 @@ impl ApiError {
             },
             ApiError::NameInvalid(_) => ("NAME_INVALID", S::BAD_REQUEST),
             ApiError::DigestInvalid(_) => ("DIGEST_INVALID", S::BAD_REQUEST),
-            ApiError::ReferenceInvalid(_) => ("MANIFEST_INVALID", S::BAD_REQUEST),
+            ApiError::ReferenceInvalid(_) => ("TAG_INVALID", S::BAD_REQUEST),
+            ApiError::ReferenceUnknown(_) => ("MANIFEST_UNKNOWN", S::NOT_FOUND),
             ApiError::BadRequest(_) => ("UNSUPPORTED", S::BAD_REQUEST),
             ApiError::RangeInvalid(_) => ("BLOB_UPLOAD_INVALID", S::RANGE_NOT_SATISFIABLE),
             ApiError::RouteUnknown(_) => ("UNSUPPORTED", S::NOT_FOUND),

@@ -7,9 +7,8 @@ use axum::response::{IntoResponse, Response};
 use berth_oci::{Digest, ManifestRef, Repository, Tag};
 use berth_registry::{Action, MountOutcome, Principal, RangeRequest, UploadStatus};
 use berth_storage::ByteStream;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use http_body_util::BodyExt;
 use serde_json::json;
 
 use crate::App;
@@ -394,19 +393,21 @@ async fn put_manifest(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        drain(body).await;
         return Err(too_large());
     }
-    let content = http_body_util::Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                ApiError::Registry(berth_registry::Error::Body(std::io::Error::other(e)))
-            }
-        })?
-        .to_bytes();
+    let mut body = body.into_data_stream();
+    let mut content = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::Registry(berth_registry::Error::Body(std::io::Error::other(e)))
+        })?;
+        if content.len() + chunk.len() > limit {
+            drain(Body::from_stream(body)).await;
+            return Err(too_large());
+        }
+        content.extend_from_slice(&chunk);
+    }
     let extra_tags = query
         .all("tag")
         .map(|t| t.parse::<Tag>().map_err(ApiError::ReferenceInvalid))
@@ -416,7 +417,7 @@ async fn put_manifest(
         .and_then(|v| v.to_str().ok());
     let put = app
         .registry()
-        .put_manifest(repo, reference, content_type, content.to_vec(), extra_tags)
+        .put_manifest(repo, reference, content_type, content, extra_tags)
         .await?;
     let mut response = (StatusCode::CREATED, Body::empty()).into_response();
     let h = response.headers_mut();
@@ -433,6 +434,20 @@ async fn put_manifest(
         h.insert("oci-subject", header_value(&subject.to_string())?);
     }
     Ok(response)
+}
+
+/// Reads and discards what is left of a refused request body, up to a bound, so that the client
+/// gets to read the error instead of a reset connection.
+async fn drain(body: Body) {
+    const DRAIN_LIMIT: usize = 16 << 20;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
 }
 
 /// `Link: <url>; rel="next"` for a listing that continues after `last`.

@@ -1,0 +1,10 @@
+//! Integration tests of the `/v2` API: the real server on 127.0.0.1:0, spoken to over HTTP.
+//! One module per part of the distribution spec.
+
+mod common;
+
+mod blobs;
+mod discovery;
+mod manifests;
+mod operations;
+mod uploads;
