@@ -1,0 +1,244 @@
+//! Interop with real registry clients: skopeo copies generated OCI image layouts into berth
+//! and back out, byte-identical; oras (the Python SDK) pushes and pulls an artifact.
+//! `scripts/test` installs both; a missing client fails the test, it never skips.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// An OCI image layout being written (image-spec `image-layout.md`).
+struct Layout {
+    dir: PathBuf,
+    refs: Vec<Value>,
+}
+
+impl Layout {
+    fn new(dir: &Path) -> Layout {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+        Layout {
+            dir: dir.to_path_buf(),
+            refs: Vec::new(),
+        }
+    }
+
+    fn blob(&self, media_type: &str, data: &[u8]) -> Value {
+        let digest = sha256(data);
+        let hex = digest.trim_start_matches("sha256:");
+        std::fs::write(self.dir.join("blobs/sha256").join(hex), data).expect("write blob");
+        json!({"mediaType": media_type, "digest": digest, "size": data.len()})
+    }
+
+    /// An image of `layers` layers; returns its manifest descriptor.
+    fn image(&self, seed: u64, layers: usize, layer_size: usize) -> Value {
+        let layers: Vec<Value> = (0..layers)
+            .map(|i| {
+                self.blob(
+                    "application/vnd.oci.image.layer.v1.tar",
+                    &noise(seed * 1000 + i as u64, layer_size),
+                )
+            })
+            .collect();
+        let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
+        let config = json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "config": {"Labels": {"seed": seed.to_string()}}
+        });
+        let config = self.blob(
+            "application/vnd.oci.image.config.v1+json",
+            &serde_json::to_vec(&config).expect("json"),
+        );
+        let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers});
+        self.blob(
+            OCI_MANIFEST,
+            &serde_json::to_vec_pretty(&manifest).expect("json"),
+        )
+    }
+
+    fn tag(&mut self, descriptor: &Value, tag: &str) {
+        let mut d = descriptor.clone();
+        d["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+        self.refs.push(d);
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": self.refs});
+        std::fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec(&index).expect("json"),
+        )
+        .expect("write");
+    }
+}
+
+/// The digest that `tag` points at in a layout's index.json.
+fn tagged_digest(dir: &Path, tag: &str) -> String {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("index.json"))
+            .expect("json");
+    index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .and_then(|m| m["digest"].as_str())
+        .unwrap_or_else(|| panic!("{tag} not in {index}"))
+        .to_string()
+}
+
+fn skopeo(args: &[&str], policy: &Path) {
+    let out = Command::new("skopeo")
+        .arg("--policy")
+        .arg(policy)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("skopeo not runnable ({e}); ./scripts/test installs it"));
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skopeo_copies_images_in_and_out_byte_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"));
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .expect("write");
+
+    let src = dir.path().join("src");
+    let mut layout = Layout::new(&src);
+    let single = layout.image(1, 1, 2 << 20);
+    layout.tag(&single, "single");
+    let fifty = layout.image(2, 50, 10_000);
+    layout.tag(&fifty, "fifty");
+    let amd = layout.image(3, 2, 50_000);
+    let arm = layout.image(4, 2, 50_000);
+    let mut index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd, arm]});
+    index["manifests"][0]["platform"] = json!({"architecture": "amd64", "os": "linux"});
+    index["manifests"][1]["platform"] = json!({"architecture": "arm64", "os": "linux"});
+    let index = layout.blob(OCI_INDEX, &serde_json::to_vec(&index).expect("json"));
+    layout.tag(&index, "multi");
+    // An artifact whose subject is the single-layer image.
+    let empty = layout.blob("application/vnd.oci.empty.v1+json", b"{}");
+    let sbom = layout.blob("application/spdx+json", br#"{"spdxVersion":"SPDX-2.3"}"#);
+    let artifact = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": empty, "layers": [sbom], "subject": single,
+        "annotations": {"org.example": "sbom"}
+    });
+    let artifact = layout.blob(OCI_MANIFEST, &serde_json::to_vec(&artifact).expect("json"));
+    layout.tag(&artifact, "sbom");
+
+    let out = dir.path().join("out");
+    for (tag, all) in [
+        ("single", false),
+        ("fifty", false),
+        ("multi", true),
+        ("sbom", false),
+    ] {
+        let remote = format!("docker://{}/interop/{tag}:v1", server.addr);
+        let from = format!("oci:{}:{tag}", src.display());
+        let to = format!("oci:{}:{tag}", out.display());
+        let mut args = vec!["copy", "--preserve-digests", "--dest-tls-verify=false"];
+        if all {
+            args.push("--all");
+        }
+        skopeo(
+            &[args.as_slice(), &[from.as_str(), remote.as_str()]].concat(),
+            &policy,
+        );
+        let mut args = vec!["copy", "--preserve-digests", "--src-tls-verify=false"];
+        if all {
+            args.push("--all");
+        }
+        skopeo(
+            &[args.as_slice(), &[remote.as_str(), to.as_str()]].concat(),
+            &policy,
+        );
+        assert_eq!(
+            tagged_digest(&out, tag),
+            tagged_digest(&src, tag),
+            "{tag} changed on the way"
+        );
+    }
+    // Every blob came back with the same bytes (file names are their digests).
+    for entry in std::fs::read_dir(out.join("blobs/sha256"))
+        .expect("out blobs")
+        .flatten()
+    {
+        let original =
+            std::fs::read(src.join("blobs/sha256").join(entry.file_name())).expect("source has it");
+        assert_eq!(std::fs::read(entry.path()).expect("read"), original);
+    }
+    // The artifact is listed as a referrer of the image.
+    let single_digest = single["digest"].as_str().expect("digest");
+    let referrers: Value = client()
+        .get(format!(
+            "{}/v2/interop/sbom/referrers/{single_digest}",
+            server.base
+        ))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(referrers["manifests"][0]["digest"], artifact["digest"]);
+    assert_eq!(
+        referrers["manifests"][0]["artifactType"],
+        "application/spdx+json"
+    );
+    // skopeo lists tags through the API too.
+    let out = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/interop/fifty", server.addr),
+        ])
+        .output()
+        .expect("skopeo");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"v1\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oras_pushes_and_pulls_an_artifact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/scripts/oras_roundtrip.py");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&server.addr)
+        .arg("oras/artifact")
+        .current_dir(&work)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "oras round trip failed (./scripts/test installs the oras package):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tags: Value = client()
+        .get(format!("{}/v2/oras/artifact/tags/list", server.base))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tags["tags"], json!(["chunked", "v1"]));
+}
