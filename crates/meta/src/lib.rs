@@ -178,7 +178,8 @@ pub trait MetaStore: BlobIndex + ManifestIndex + Catalog + UploadSessions {
     async fn check(&self) -> Result<()>;
 }
 
-pub(crate) fn now() -> i64 {
+/// Seconds since the Unix epoch: the timestamps stored with sessions and records.
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -15,7 +15,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::{
     BlobIndex, BlobRecord, Catalog, ManifestIndex, ManifestRecord, MetaError, MetaStore,
-    NewManifest, Page, Referrer, Result, UploadRecord, UploadSessions, now,
+    NewManifest, Page, Referrer, Result, UploadRecord, UploadSessions, unix_now as now,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -29,6 +29,18 @@ pub struct SqliteMeta {
 fn parse<T: FromStr>(s: &str) -> Result<T> {
     s.parse()
         .map_err(|_| MetaError::Corrupt(s.chars().take(300).collect()))
+}
+
+/// A page of at most `limit` parsed names from a query that fetched `limit + 1`.
+fn page<T: FromStr>(names: &[String], limit: u32) -> Result<Page<T>> {
+    Ok(Page {
+        items: names
+            .iter()
+            .take(limit as usize)
+            .map(|n| parse(n))
+            .collect::<Result<_>>()?,
+        more: names.len() > limit as usize,
+    })
 }
 
 fn size(v: i64) -> Result<u64> {
@@ -72,6 +84,19 @@ impl SqliteMeta {
         .fetch_one(tx)
         .await?;
         Ok(id)
+    }
+    /// Lets repository `repo` read blob `digest`.
+    async fn grant(tx: &mut sqlx::SqliteConnection, repo: i64, digest: &Digest) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repo)
+        .bind(digest.to_string())
+        .bind(now())
+        .execute(tx)
+        .await?;
+        Ok(())
     }
 }
 
@@ -134,15 +159,7 @@ impl BlobIndex for SqliteMeta {
         .bind(now())
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(repo)
-        .bind(blob.digest.to_string())
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
+        Self::grant(&mut tx, repo, &blob.digest).await?;
         let row = sqlx::query("SELECT digest, size, storage_key FROM blobs WHERE digest = ?")
             .bind(blob.digest.to_string())
             .fetch_one(&mut *tx)
@@ -162,15 +179,7 @@ impl BlobIndex for SqliteMeta {
             return Ok(false);
         }
         let repo = Self::repository_id(&mut tx, repository).await?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(repo)
-        .bind(digest.to_string())
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
+        Self::grant(&mut tx, repo, digest).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -380,13 +389,7 @@ impl ManifestIndex for SqliteMeta {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.read)
         .await?;
-        let more = names.len() > limit as usize;
-        let items = names
-            .iter()
-            .take(limit as usize)
-            .map(|n| parse(n))
-            .collect::<Result<_>>()?;
-        Ok(Some(Page { items, more }))
+        Ok(Some(page(&names, limit)?))
     }
 
     async fn referrers(
@@ -431,13 +434,7 @@ impl Catalog for SqliteMeta {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.read)
         .await?;
-        let more = names.len() > limit as usize;
-        let items = names
-            .iter()
-            .take(limit as usize)
-            .map(|n| parse(n))
-            .collect::<Result<_>>()?;
-        Ok(Page { items, more })
+        page(&names, limit)
     }
 
     async fn repository_exists(&self, repository: &Repository) -> Result<bool> {

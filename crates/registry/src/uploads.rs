@@ -48,13 +48,6 @@ impl Drop for SessionGuard<'_> {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 /// What one request appended to a session.
 struct Received {
     hasher: DigestHasher,
@@ -67,7 +60,7 @@ impl Registry {
     pub async fn start_upload(&self, repository: &Repository) -> Result<UploadStatus> {
         let id = ulid::Ulid::new().to_string();
         let state = self.blobs.create_upload(&id).await?;
-        let now = now();
+        let now = berth_meta::unix_now();
         let record = UploadRecord {
             id,
             repository: repository.clone(),

@@ -53,6 +53,32 @@ impl FilesystemStore {
         Ok(self.root.join("uploads").join(id))
     }
 
+    /// Opens an upload file cut back to the `acknowledged` bytes: anything past them was
+    /// written by a request that never completed.
+    async fn open_acknowledged(&self, id: &str, acknowledged: u64) -> Result<fs::File> {
+        let path = self.upload_path(id)?;
+        let file = match fs::OpenOptions::new().write(true).open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::UploadNotFound(id.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let len = file.metadata().await?.len();
+        if len < acknowledged {
+            // The session acknowledged bytes that are not on disk: never build on them.
+            return Err(StorageError::UploadCorrupt {
+                id: id.to_string(),
+                expected: acknowledged,
+                actual: len,
+            });
+        }
+        if len > acknowledged {
+            file.set_len(acknowledged).await?;
+        }
+        Ok(file)
+    }
+
     fn blob_path(&self, key: &BlobKey) -> PathBuf {
         self.root.join(key.as_str())
     }
@@ -130,26 +156,7 @@ impl UploadStore for FilesystemStore {
         _state: &UploadState,
         offset: u64,
     ) -> Result<Box<dyn UploadWriter>> {
-        let path = self.upload_path(id)?;
-        let mut file = match fs::OpenOptions::new().write(true).open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StorageError::UploadNotFound(id.to_string()));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let len = file.metadata().await?.len();
-        if len < offset {
-            // The session acknowledged bytes that are not on disk: never build on them.
-            return Err(StorageError::UploadCorrupt {
-                id: id.to_string(),
-                expected: offset,
-                actual: len,
-            });
-        }
-        if len > offset {
-            file.set_len(offset).await?;
-        }
+        let mut file = self.open_acknowledged(id, offset).await?;
         file.seek(SeekFrom::Start(offset)).await?;
         Ok(Box::new(FileUploadWriter {
             file: BufWriter::with_capacity(WRITE_BUFFER, file),
@@ -164,24 +171,7 @@ impl UploadStore for FilesystemStore {
         size: u64,
     ) -> Result<BlobKey> {
         let upload = self.upload_path(id)?;
-        let file = match fs::OpenOptions::new().write(true).open(&upload).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StorageError::UploadNotFound(id.to_string()));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let len = file.metadata().await?.len();
-        if len < size {
-            return Err(StorageError::UploadCorrupt {
-                id: id.to_string(),
-                expected: size,
-                actual: len,
-            });
-        }
-        if len > size {
-            file.set_len(size).await?;
-        }
+        let file = self.open_acknowledged(id, size).await?;
         file.sync_all().await?;
         drop(file);
 
