@@ -151,20 +151,16 @@ async fn skopeo_copies_images_in_and_out_byte_identical() {
         let remote = format!("docker://{}/interop/{tag}:v1", server.addr);
         let from = format!("oci:{}:{tag}", src.display());
         let to = format!("oci:{}:{tag}", out.display());
-        let mut args = vec!["copy", "--preserve-digests", "--dest-tls-verify=false"];
+        let mut copy = vec!["copy", "--preserve-digests"];
         if all {
-            args.push("--all");
+            copy.push("--all");
         }
         skopeo(
-            &[args.as_slice(), &[from.as_str(), remote.as_str()]].concat(),
+            &[&copy[..], &["--dest-tls-verify=false", &from, &remote]].concat(),
             &policy,
         );
-        let mut args = vec!["copy", "--preserve-digests", "--src-tls-verify=false"];
-        if all {
-            args.push("--all");
-        }
         skopeo(
-            &[args.as_slice(), &[remote.as_str(), to.as_str()]].concat(),
+            &[&copy[..], &["--src-tls-verify=false", &remote, &to]].concat(),
             &policy,
         );
         assert_eq!(

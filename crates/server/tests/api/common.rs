@@ -90,6 +90,17 @@ impl TestApp {
         digest
     }
 
+    /// Opens an upload session; returns its Location.
+    pub async fn open_session(&self, repo: &str) -> String {
+        let r = self
+            .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        header(&r, "location").to_string()
+    }
+
     /// Pushes a manifest; returns the response.
     pub async fn put_manifest(
         &self,

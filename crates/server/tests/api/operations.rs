@@ -124,12 +124,7 @@ fn metric(text: &str, name: &str) -> f64 {
 #[tokio::test]
 async fn shutdown_finishes_requests_in_flight() {
     let mut app = TestApp::start().await;
-    let r = app
-        .req(Method::POST, "/v2/a/blobs/uploads/")
-        .send()
-        .await
-        .expect("POST");
-    let loc = header(&r, "location").to_string();
+    let loc = app.open_session("a").await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
     let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
     let request = app.req(Method::PATCH, &loc).body(body).send();

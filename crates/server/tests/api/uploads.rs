@@ -93,12 +93,7 @@ async fn closing_put_without_body_and_monolithic_put() {
     let app = TestApp::start().await;
     let data = b"streamed then closed".to_vec();
     let digest = sha256(&data);
-    let r = app
-        .req(Method::POST, "/v2/a/blobs/uploads/")
-        .send()
-        .await
-        .expect("POST");
-    let loc = header(&r, "location").to_string();
+    let loc = app.open_session("a").await;
     let r = app
         .req(Method::PATCH, &loc)
         .body(data.clone())
@@ -116,12 +111,7 @@ async fn closing_put_without_body_and_monolithic_put() {
     // POST then a single PUT carrying all the bytes.
     let data2 = b"monolithic put".to_vec();
     let digest2 = sha256(&data2);
-    let r = app
-        .req(Method::POST, "/v2/a/blobs/uploads/")
-        .send()
-        .await
-        .expect("POST");
-    let loc = header(&r, "location").to_string();
+    let loc = app.open_session("a").await;
     let r = app
         .req(Method::PUT, &format!("{loc}?digest={digest2}"))
         .header("content-type", "application/octet-stream")
@@ -152,12 +142,7 @@ async fn digest_mismatch_leaves_nothing_visible() {
         .expect("POST");
     assert_error(r, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
     // Chunked, then a wrong digest at PUT.
-    let r = app
-        .req(Method::POST, "/v2/a/blobs/uploads/")
-        .send()
-        .await
-        .expect("POST");
-    let loc = header(&r, "location").to_string();
+    let loc = app.open_session("a").await;
     let r = app
         .req(Method::PATCH, &loc)
         .body(b"what it sends".to_vec())
@@ -208,12 +193,7 @@ fn walk_files(dir: &std::path::Path) -> usize {
 #[tokio::test]
 async fn bad_requests_on_upload_sessions() {
     let app = TestApp::start().await;
-    let r = app
-        .req(Method::POST, "/v2/a/blobs/uploads/")
-        .send()
-        .await
-        .expect("POST");
-    let loc = header(&r, "location").to_string();
+    let loc = app.open_session("a").await;
 
     // Malformed Content-Range.
     let r = app
@@ -352,12 +332,7 @@ async fn cross_repository_mounts() {
 #[tokio::test]
 async fn concurrent_uploads_to_one_session_do_not_interleave() {
     let app = TestApp::start().await;
-    let r = app
-        .req(Method::POST, "/v2/a/blobs/uploads/")
-        .send()
-        .await
-        .expect("POST");
-    let loc = header(&r, "location").to_string();
+    let loc = app.open_session("a").await;
     let sends = (0..8).map(|i| {
         app.req(Method::PATCH, &loc)
             .header("content-range", "0-65535")
