@@ -202,3 +202,64 @@ async fn referrers() {
         .expect("json");
     assert_eq!(index["manifests"].as_array().map(Vec::len), Some(2));
 }
+
+#[tokio::test]
+async fn index_referrers_and_subjects_not_pushed_yet() {
+    let app = TestApp::start().await;
+    let (image, image_digest) = app.push_image("r", "v1", "i").await;
+    let empty = app.push_blob("r", b"{}").await;
+    // A referrer whose subject does not exist (yet).
+    let missing_subject = sha256(b"pushed later, or never");
+    let mut m: Value = serde_json::from_slice(&image_manifest(
+        &empty,
+        2,
+        &[],
+        Some((&missing_subject, 99)),
+        Some("application/vnd.example.sig"),
+    ))
+    .expect("json");
+    m["config"]["mediaType"] = "application/vnd.oci.empty.v1+json".into();
+    let dangling = serde_json::to_vec(&m).expect("json");
+    let r = app
+        .put_manifest("r", &sha256(&dangling), OCI_MANIFEST, &dangling)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "oci-subject"), missing_subject);
+    let index: Value = app
+        .get(&format!("/v2/r/referrers/{missing_subject}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(index["manifests"][0]["digest"], sha256(&dangling).as_str());
+
+    // An index as a referrer, with its own artifactType and annotations.
+    let idx = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "artifactType": "application/vnd.food.stand",
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(&dangling), "size": dangling.len()}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": image_digest, "size": image.len()},
+        "annotations": {"org.opencontainers.conformance.test": "test index"}
+    }))
+    .expect("json");
+    let r = app.put_manifest("r", &sha256(&idx), OCI_INDEX, &idx).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "oci-subject"), image_digest);
+    let index: Value = app
+        .get(&format!("/v2/r/referrers/{image_digest}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        index["manifests"],
+        json!([{
+            "mediaType": OCI_INDEX,
+            "digest": sha256(&idx),
+            "size": idx.len(),
+            "artifactType": "application/vnd.food.stand",
+            "annotations": {"org.opencontainers.conformance.test": "test index"}
+        }])
+    );
+}
