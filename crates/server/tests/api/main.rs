@@ -7,4 +7,5 @@ mod blobs;
 mod discovery;
 mod manifests;
 mod operations;
+mod spec_sequence;
 mod uploads;
