@@ -7,7 +7,12 @@ mod digest;
 mod manifest;
 pub mod media_type;
 mod name;
+mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest, parse_manifest};
 pub use name::{ManifestRef, NameError, Repository, Tag};
+pub use reference::{
+    DEFAULT_CREDENTIALS_KEY, DEFAULT_DOMAIN, DEFAULT_REGISTRY_HOST, DEFAULT_TAG, Reference,
+    ReferenceError, registry_host,
+};

@@ -38,7 +38,7 @@ impl Repository {
     }
 }
 
-fn valid_component(c: &str) -> bool {
+pub(crate) fn valid_component(c: &str) -> bool {
     let b = c.as_bytes();
     let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
