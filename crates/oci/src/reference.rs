@@ -409,7 +409,8 @@ mod tests {
         let hex64 = "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a";
         let long_ns = "a".repeat(250);
         let long = format!("{long_ns}/docker");
-        let cases: Vec<(&str, fn(&ReferenceError) -> bool)> = vec![
+        type Expect = fn(&ReferenceError) -> bool;
+        let cases: Vec<(&str, Expect)> = vec![
             ("", |e| matches!(e, ReferenceError::Empty)),
             ("https://github.com/docker/docker", |e| matches!(e, ReferenceError::Format(_))),
             ("docker/Docker", |e| matches!(e, ReferenceError::Uppercase(_))),
