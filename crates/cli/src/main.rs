@@ -1,6 +1,10 @@
-//! `berth`: the registry server (`berth serve`) and, in time, the client commands.
+//! `berth`: the registry server (`berth serve`) and the client commands (`pull`, `push`,
+//! `login`, ...).
 
 mod commands;
+mod context;
+mod progress_bars;
+mod time_text;
 
 use std::process::ExitCode;
 

@@ -13,6 +13,6 @@ pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest, parse_manifest};
 pub use name::{ManifestRef, NameError, Repository, Tag};
 pub use reference::{
-    DEFAULT_CREDENTIALS_KEY, DEFAULT_DOMAIN, DEFAULT_REGISTRY_HOST, DEFAULT_TAG, Reference,
-    ReferenceError, registry_host,
+    DEFAULT_CREDENTIALS_KEY, DEFAULT_DOMAIN, DEFAULT_REGISTRY_HOST, DEFAULT_TAG,
+    LEGACY_DEFAULT_DOMAIN, Reference, ReferenceError, registry_host,
 };

@@ -50,11 +50,17 @@ impl Store {
         ] {
             fs::create_dir_all(&dir).map_err(StoreError::io("creating", &dir))?;
         }
-        store.ensure_oci_layout()?;
-        if !store.index_path().exists() {
-            // Under the lock so that two first runs cannot each write an empty index over
-            // the other's first entry.
-            store.update_index(|_| Ok(()))?;
+        if !store.root.join(OCI_LAYOUT_FILE).exists() || !store.index_path().exists() {
+            // The first run creates the layout under the index lock, so that several berth
+            // processes starting on an empty store at once neither race on the temp files
+            // nor write an empty index over another's first entry.
+            let _lock = store.lock_index()?;
+            store.ensure_oci_layout()?;
+            if !store.index_path().exists() {
+                store.write_index(&crate::index::ImageIndex::empty())?;
+            }
+        } else {
+            store.ensure_oci_layout()?;
         }
         store.read_index()?;
         Ok(store)

@@ -1,4 +1,16 @@
+//! One module per subcommand: its arguments and an `exec` that calls the libraries.
+
+mod images;
+mod inspect;
+mod load;
+mod login;
+mod logout;
+mod pull;
+mod push;
+mod rmi;
+mod save;
 mod serve;
+mod tag;
 
 use std::process::ExitCode;
 
@@ -6,10 +18,65 @@ use std::process::ExitCode;
 pub enum Command {
     /// Run the registry server (OCI Distribution v1.1).
     Serve(serve::Args),
+    /// Log in to a registry.
+    Login(login::Args),
+    /// Log out from a registry.
+    Logout(logout::Args),
+    /// Download an image from a registry.
+    Pull(pull::Args),
+    /// Upload an image to a registry.
+    Push(push::Args),
+    /// Give a local image another name.
+    Tag(tag::Args),
+    /// List local images.
+    Images(images::Args),
+    /// Remove local images (same as `image rm`).
+    Rmi(rmi::Args),
+    /// Show an image's manifest, config and layers.
+    Inspect(inspect::Args),
+    /// Write images to a tar archive.
+    Save(save::Args),
+    /// Load images from a tar archive.
+    Load(load::Args),
+    /// Manage local images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(clap::Subcommand)]
+pub enum ImageCommand {
+    /// List local images.
+    #[command(alias = "list")]
+    Ls(images::Args),
+    /// Remove local images.
+    #[command(alias = "remove")]
+    Rm(rmi::Args),
+    /// Show an image's manifest, config and layers.
+    Inspect(inspect::Args),
+    /// Download an image from a registry.
+    Pull(pull::Args),
+    /// Upload an image to a registry.
+    Push(push::Args),
+    /// Give a local image another name.
+    Tag(tag::Args),
+    /// Write images to a tar archive.
+    Save(save::Args),
+    /// Load images from a tar archive.
+    Load(load::Args),
 }
 
 pub fn exec(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => serve::exec(args),
+        Command::Login(args) => login::exec(args),
+        Command::Logout(args) => logout::exec(args),
+        Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull::exec(args),
+        Command::Push(args) | Command::Image(ImageCommand::Push(args)) => push::exec(args),
+        Command::Tag(args) | Command::Image(ImageCommand::Tag(args)) => tag::exec(args),
+        Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => images::exec(args),
+        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => rmi::exec(args),
+        Command::Inspect(args) | Command::Image(ImageCommand::Inspect(args)) => inspect::exec(args),
+        Command::Save(args) | Command::Image(ImageCommand::Save(args)) => save::exec(args),
+        Command::Load(args) | Command::Image(ImageCommand::Load(args)) => load::exec(args),
     }
 }

@@ -2,108 +2,12 @@
 //! and back out, byte-identical; oras (the Python SDK) pushes and pulls an artifact.
 //! `scripts/test` installs both; a missing client fails the test, it never skips.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::common::*;
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-/// An OCI image layout being written (image-spec `image-layout.md`).
-struct Layout {
-    dir: PathBuf,
-    refs: Vec<Value>,
-}
-
-impl Layout {
-    fn new(dir: &Path) -> Layout {
-        std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
-        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
-        Layout {
-            dir: dir.to_path_buf(),
-            refs: Vec::new(),
-        }
-    }
-
-    fn blob(&self, media_type: &str, data: &[u8]) -> Value {
-        let digest = sha256(data);
-        let hex = digest.trim_start_matches("sha256:");
-        std::fs::write(self.dir.join("blobs/sha256").join(hex), data).expect("write blob");
-        json!({"mediaType": media_type, "digest": digest, "size": data.len()})
-    }
-
-    /// An image of `layers` layers; returns its manifest descriptor.
-    fn image(&self, seed: u64, layers: usize, layer_size: usize) -> Value {
-        let layers: Vec<Value> = (0..layers)
-            .map(|i| {
-                self.blob(
-                    "application/vnd.oci.image.layer.v1.tar",
-                    &noise(seed * 1000 + i as u64, layer_size),
-                )
-            })
-            .collect();
-        let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
-        let config = json!({
-            "architecture": "amd64", "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "config": {"Labels": {"seed": seed.to_string()}}
-        });
-        let config = self.blob(
-            "application/vnd.oci.image.config.v1+json",
-            &serde_json::to_vec(&config).expect("json"),
-        );
-        let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers});
-        self.blob(
-            OCI_MANIFEST,
-            &serde_json::to_vec_pretty(&manifest).expect("json"),
-        )
-    }
-
-    fn tag(&mut self, descriptor: &Value, tag: &str) {
-        let mut d = descriptor.clone();
-        d["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
-        self.refs.push(d);
-        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": self.refs});
-        std::fs::write(
-            self.dir.join("index.json"),
-            serde_json::to_vec(&index).expect("json"),
-        )
-        .expect("write");
-    }
-}
-
-/// The digest that `tag` points at in a layout's index.json.
-fn tagged_digest(dir: &Path, tag: &str) -> String {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("index.json"))
-            .expect("json");
-    index["manifests"]
-        .as_array()
-        .expect("manifests")
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .and_then(|m| m["digest"].as_str())
-        .unwrap_or_else(|| panic!("{tag} not in {index}"))
-        .to_string()
-}
-
-fn skopeo(args: &[&str], policy: &Path) {
-    let out = Command::new("skopeo")
-        .arg("--policy")
-        .arg(policy)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("skopeo not runnable ({e}); ./scripts/test installs it"));
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn skopeo_copies_images_in_and_out_byte_identical() {

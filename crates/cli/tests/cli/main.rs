@@ -1,8 +1,11 @@
-//! Tests of the real `berth` binary: `berth serve` as a child process, crashes, and interop
-//! with real registry clients (skopeo, oras).
+//! Tests of the real `berth` binary: `berth serve` as a child process, crashes, interop with
+//! real registry clients (skopeo, oras), and the client commands against berth and CNCF
+//! distribution.
 
 mod common;
+mod harness;
 
+mod client;
 mod crash;
 mod interop;
 mod serve;

@@ -40,6 +40,9 @@ impl TestApp {
         let server = tokio::spawn(berth_server::serve(listener, app, async move {
             let _ = rx.await;
         }));
+        // A workspace-wide build links reqwest as the berth client does, without a default TLS
+        // crypto provider; install the one the client uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         TestApp {
             addr,
             base: format!("http://{addr}"),

@@ -1,0 +1,88 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use berth_client::platform::Platform;
+use berth_client::progress::{Progress, Silent};
+use berth_client::pull::{PullOptions, pull};
+
+use crate::context::{ClientContext, runtime};
+use crate::progress_bars::LayerBars;
+
+/// Download an image from a registry into the local store.
+///
+/// Example: berth pull nginx            (docker.io/library/nginx:latest)
+///          berth pull localhost:5000/team/web:0.1 --platform linux/arm64
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// NAME[:TAG|@DIGEST]
+    name: String,
+    /// Platform to take from a multi-platform image, os/arch[/variant] [default: the host's]
+    #[arg(long)]
+    platform: Option<String>,
+    /// Keep a multi-platform image whole, with every platform
+    #[arg(short = 'a', long)]
+    all_platforms: bool,
+    /// Blobs downloaded at once [default: 3, or the client config]
+    #[arg(long, value_name = "N")]
+    max_concurrent: Option<usize>,
+    /// Print only the image name
+    #[arg(short, long)]
+    quiet: bool,
+    /// Allow plain HTTP and unverified TLS to this registry
+    #[arg(long)]
+    insecure: bool,
+}
+
+pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    let mut ctx = ClientContext::load()?;
+    let reference = ctx.reference(&args.name)?.with_default_tag();
+    let platform = args
+        .platform
+        .as_deref()
+        .map(str::parse::<Platform>)
+        .transpose()?;
+    let store = ctx.store()?;
+    let options = PullOptions {
+        platform,
+        all_platforms: args.all_platforms,
+        max_concurrent: args
+            .max_concurrent
+            .unwrap_or(ctx.settings.max_concurrent_downloads),
+    };
+    let bars = Arc::new(LayerBars::new());
+    let progress: Arc<dyn Progress> = if args.quiet {
+        Arc::new(Silent)
+    } else {
+        bars.clone()
+    };
+    if !args.quiet {
+        match reference.tag() {
+            Some(tag) if reference.digest().is_none() => {
+                println!("{}: Pulling from {}", tag, reference.repository())
+            }
+            _ => println!("Pulling {}", reference.familiar()),
+        }
+    }
+    let outcome = runtime()?.block_on(async {
+        let client = ctx.connect(reference.domain(), args.insecure).await?;
+        anyhow::Ok(pull(&client, &store, &reference, &options, progress).await?)
+    });
+    bars.finish();
+    let outcome = outcome?;
+    if args.quiet {
+        println!("{}", reference);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Digest: {}", outcome.repo_digest);
+    if outcome.up_to_date {
+        println!("Status: Image is up to date for {}", reference.familiar());
+    } else {
+        println!(
+            "Status: Downloaded newer image for {}",
+            reference.familiar()
+        );
+    }
+    println!("{reference}");
+    Ok(ExitCode::SUCCESS)
+}

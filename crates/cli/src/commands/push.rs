@@ -1,0 +1,89 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use berth_client::ClientError;
+use berth_client::progress::{Progress, Silent};
+use berth_client::push::{PushOptions, push};
+
+use crate::context::{ClientContext, runtime};
+use crate::progress_bars::LayerBars;
+
+/// Upload a local image to its registry.
+///
+/// Example: berth tag nginx localhost:5000/team/web:0.1
+///          berth login localhost:5000
+///          berth push localhost:5000/team/web:0.1
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// NAME[:TAG]
+    name: String,
+    /// Blobs uploaded at once [default: 5, or the client config]
+    #[arg(long, value_name = "N")]
+    max_concurrent: Option<usize>,
+    /// Print only the pushed digest
+    #[arg(short, long)]
+    quiet: bool,
+    /// Allow plain HTTP and unverified TLS to this registry
+    #[arg(long)]
+    insecure: bool,
+}
+
+pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    let mut ctx = ClientContext::load()?;
+    let reference = ctx.reference(&args.name)?.with_default_tag();
+    let store = ctx.store()?;
+    let options = PushOptions {
+        max_concurrent: args
+            .max_concurrent
+            .unwrap_or(ctx.settings.max_concurrent_uploads),
+    };
+    let bars = Arc::new(LayerBars::new());
+    let progress: Arc<dyn Progress> = if args.quiet {
+        Arc::new(Silent)
+    } else {
+        bars.clone()
+    };
+    if !args.quiet {
+        println!(
+            "The push refers to repository [{}]",
+            reference.name().trim_start_matches("docker.io/")
+        );
+    }
+    let outcome = runtime()?.block_on(async {
+        let client = ctx.connect(reference.domain(), args.insecure).await?;
+        anyhow::Ok(push(&client, &store, &reference, &options, progress).await?)
+    });
+    bars.finish();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some(ce) = e.downcast_ref::<ClientError>() {
+                if ce.needs_login() {
+                    eprintln!("unauthorized: authentication required");
+                    eprintln!("hint: run 'berth login {}' first", reference.domain());
+                    return Ok(ExitCode::FAILURE);
+                }
+                if let ClientError::Denied { .. } = ce {
+                    eprintln!("{ce}");
+                    eprintln!(
+                        "You are logged in to {} but may not push to {}.",
+                        reference.domain(),
+                        reference.repository()
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            return Err(e);
+        }
+    };
+    if args.quiet {
+        println!("{}", outcome.digest);
+    } else {
+        println!(
+            "{}: digest: {} size: {}",
+            outcome.reference, outcome.digest, outcome.size
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,64 @@
+use std::process::ExitCode;
+
+use crate::context::ClientContext;
+
+/// Remove images from the local store.
+///
+/// A name is untagged; when no name refers to the image any more, its blobs that no other
+/// image uses are deleted.
+///
+/// Example: berth image rm localhost:5000/team/web:0.1
+///          berth rmi nginx redis:7
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// NAME[:TAG|@DIGEST]...
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Remove the image even when other names refer to it: every name of it goes
+    #[arg(short, long)]
+    force: bool,
+}
+
+pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    let mut ctx = ClientContext::load()?;
+    let store = ctx.store()?;
+    let mut code = ExitCode::SUCCESS;
+    for raw in &args.names {
+        let reference = match ctx.reference(raw) {
+            Ok(r) => r.with_default_tag(),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                code = ExitCode::FAILURE;
+                continue;
+            }
+        };
+        let name = reference.to_string();
+        let Some(desc) = store.resolve(&name)? else {
+            eprintln!("Error: No such image: {}", reference.familiar());
+            code = ExitCode::FAILURE;
+            continue;
+        };
+        // With -f every name of the image goes, as `docker rmi -f <id>` does.
+        let mut names = vec![name];
+        if args.force {
+            for image in store.images()? {
+                if image.descriptor.digest == desc.digest && !names.contains(&image.name) {
+                    names.push(image.name);
+                }
+            }
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let report = store.remove(&refs, args.force)?;
+        for untagged in &report.untagged {
+            let shown = berth_oci::Reference::parse_normalized(untagged)
+                .map(|r| r.familiar())
+                .unwrap_or_else(|_| untagged.clone());
+            println!("Untagged: {shown}");
+        }
+        for deleted in &report.deleted {
+            println!("Deleted: {deleted}");
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,424 @@
+//! The client workflow end to end: the real `berth` binary in a temporary HOME against
+//! `berth serve` and against CNCF distribution with htpasswd auth, with skopeo checking what
+//! berth pushed and what its local store holds.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::harness::*;
+
+fn policy(dir: &Path) -> PathBuf {
+    let policy = dir.join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .expect("write policy");
+    policy
+}
+
+/// Puts an image of `layers` layers into `registry` as `repo:tag` with skopeo; returns the
+/// manifest descriptor.
+fn seed_image(
+    dir: &Path,
+    registry: &str,
+    repo_tag: &str,
+    seed: u64,
+    layers: usize,
+    layer_size: usize,
+    creds: Option<&str>,
+) -> Value {
+    let src = dir.join(format!("seed-{seed}"));
+    let mut layout = Layout::new(&src);
+    let image = layout.image(seed, layers, layer_size);
+    layout.tag(&image, "seed");
+    let from = format!("oci:{}:seed", src.display());
+    let to = format!("docker://{registry}/{repo_tag}");
+    let mut args = vec!["copy", "--preserve-digests", "--dest-tls-verify=false"];
+    if let Some(c) = creds {
+        args.extend(["--dest-creds", c]);
+    }
+    args.extend([from.as_str(), to.as_str()]);
+    skopeo(&args, &policy(dir));
+    image
+}
+
+fn blob_files(store: &Path) -> Vec<String> {
+    std::fs::read_dir(store.join("blobs/sha256"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn pull_tag_push_images_rm_save_load_against_berth() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"));
+    let home = ClientHome::new(&dir.path().join("home"));
+    let addr = &server.addr;
+    let image = seed_image(dir.path(), addr, "library/base:v1", 7, 3, 300_000, None);
+    let digest = image["digest"].as_str().expect("digest");
+    let base = format!("{addr}/library/base:v1");
+
+    let out = home.ok(&["pull", &base]);
+    assert!(out.contains("v1: Pulling from"), "{out}");
+    assert!(out.contains("Download complete"), "{out}");
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {base}")),
+        "{out}"
+    );
+    let out = home.ok(&["pull", &base]);
+    assert!(out.contains("Already exists"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Image is up to date for {base}")),
+        "{out}"
+    );
+
+    // A new name, no data copied; pushed to another repository of the same registry, where
+    // every blob is mounted from the one it came from.
+    let web = format!("{addr}/team/web:0.1");
+    let blobs_before = blob_files(&home.store());
+    home.ok(&["tag", &base, &web]);
+    assert_eq!(blob_files(&home.store()), blobs_before);
+    let out = home.ok(&["push", &web]);
+    assert!(out.contains("Mounted from library/base"), "{out}");
+    assert!(
+        out.contains(&format!("0.1: digest: {digest} size: {}", image["size"])),
+        "{out}"
+    );
+
+    // What berth pushed, skopeo pulls byte-identically.
+    let copied = dir.path().join("copied");
+    skopeo(
+        &[
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            &format!("docker://{web}"),
+            &format!("oci:{}:web", copied.display()),
+        ],
+        &policy(dir.path()),
+    );
+    assert_eq!(tagged_digest(&copied, "web"), digest);
+    // skopeo reads the local store as the OCI layout it is.
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:{web}", home.store().display()))
+        .output()
+        .expect("skopeo inspect");
+    assert!(raw.status.success(), "{}", text(&raw));
+    assert_eq!(sha256(&raw.stdout), digest);
+
+    let out = home.ok(&["images"]);
+    assert!(out.starts_with("REPOSITORY"), "{out}");
+    assert!(out.contains(&format!("{addr}/team/web")), "{out}");
+    let json = home.ok(&["images", "--format", "json", "--digests"]);
+    let rows: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{json}");
+    assert!(rows.iter().all(|r| r["Digest"] == digest), "{json}");
+    let inspect: Value = serde_json::from_str(&home.ok(&["inspect", &web])).expect("inspect json");
+    assert_eq!(inspect[0]["ManifestDigest"], digest);
+    assert_eq!(inspect[0]["Layers"].as_array().map(Vec::len), Some(3));
+    let remote: Value =
+        serde_json::from_str(&home.ok(&["inspect", "--remote", &web])).expect("remote json");
+    assert_eq!(remote["Digest"], digest);
+    assert_eq!(remote["Config"]["os"], "linux");
+
+    // save, then remove everything, then load it back.
+    let tar = dir.path().join("web.tar");
+    home.ok(&["save", "-o", tar.to_str().expect("utf-8"), &web]);
+    let out = home.ok(&["image", "rm", &web]);
+    assert!(out.contains(&format!("Untagged: {web}")), "{out}");
+    assert!(
+        !out.contains("Deleted"),
+        "another name still uses the blobs: {out}"
+    );
+    let out = home.ok(&["rmi", &base]);
+    assert!(out.contains(&format!("Untagged: {base}")), "{out}");
+    assert_eq!(
+        out.matches("Deleted: sha256:").count(),
+        5,
+        "manifest, config, 3 layers: {out}"
+    );
+    assert!(
+        blob_files(&home.store()).is_empty(),
+        "image rm frees the blobs"
+    );
+    let out = home.fails(&["rmi", &base]);
+    assert!(out.contains("No such image"), "{out}");
+
+    let out = home.ok(&["load", "-i", tar.to_str().expect("utf-8")]);
+    assert!(out.contains(&format!("Loaded image: {web}")), "{out}");
+    let inspect: Value = serde_json::from_str(&home.ok(&["inspect", &web])).expect("inspect json");
+    assert_eq!(inspect[0]["ManifestDigest"], digest);
+}
+
+#[test]
+fn login_push_logout_against_distribution_with_htpasswd() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = Distribution::start(&dir.path().join("registry"), Some(("alice", "s3cret")));
+    let home = ClientHome::new(&dir.path().join("home"));
+    let addr = &registry.addr;
+    let image = seed_image(
+        dir.path(),
+        addr,
+        "library/base:v1",
+        11,
+        2,
+        100_000,
+        Some("alice:s3cret"),
+    );
+    let digest = image["digest"].as_str().expect("digest");
+    let base = format!("{addr}/library/base:v1");
+
+    let out = home.fails(&["pull", &base]);
+    assert!(
+        out.contains("unauthorized: authentication required"),
+        "{out}"
+    );
+
+    // A wrong password: a clear message, nothing saved.
+    let out = home.run_with_stdin(
+        &["login", "-u", "alice", "--password-stdin", addr],
+        "wrong\n",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("incorrect username or password"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !home.docker_config().exists(),
+        "nothing saved on a failed login"
+    );
+
+    let out = home.run_with_stdin(
+        &["login", "-u", "alice", "--password-stdin", addr],
+        "s3cret\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Login Succeeded"));
+    assert!(text(&out).contains("WARNING! Your password will be stored unencrypted"));
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(home.docker_config()).expect("config.json"))
+            .expect("json");
+    // base64("alice:s3cret")
+    assert_eq!(config["auths"][addr.as_str()]["auth"], "YWxpY2U6czNjcmV0");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(home.docker_config())
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let out = home.ok(&["pull", &base]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    let web = format!("{addr}/team/web:0.1");
+    home.ok(&["tag", &base, &web]);
+
+    let out = home.ok(&["logout", addr]);
+    assert!(
+        out.contains(&format!("Removing login credentials for {addr}")),
+        "{out}"
+    );
+    let out = home.fails(&["push", &web]);
+    assert!(
+        out.contains("unauthorized: authentication required"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("berth login {addr}")), "{out}");
+    let out = home.ok(&["logout", addr]);
+    assert!(out.contains("Not logged in"), "{out}");
+
+    let out = home.run_with_stdin(
+        &["login", "--username", "alice", "--password-stdin", addr],
+        "s3cret",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = home.ok(&["push", &web]);
+    assert!(out.contains(&format!("0.1: digest: {digest}")), "{out}");
+    // distribution serves what berth pushed, byte for byte.
+    let copied = dir.path().join("copied");
+    skopeo(
+        &[
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--src-creds",
+            "alice:s3cret",
+            &format!("docker://{web}"),
+            &format!("oci:{}:web", copied.display()),
+        ],
+        &policy(dir.path()),
+    );
+    assert_eq!(tagged_digest(&copied, "web"), digest);
+    home.ok(&["rmi", &web, &base]);
+    assert!(blob_files(&home.store()).is_empty());
+    let out = home.ok(&["pull", &web]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+}
+
+#[test]
+fn concurrent_pulls_share_one_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"));
+    let home = ClientHome::new(&dir.path().join("home"));
+    let addr = &server.addr;
+    let image = seed_image(dir.path(), addr, "library/base:v1", 21, 6, 500_000, None);
+    skopeo(
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{addr}/library/base:v1"),
+            &format!("docker://{addr}/library/base:v2"),
+        ],
+        &policy(dir.path()),
+    );
+    let names: Vec<String> = (0..6)
+        .map(|i| format!("{addr}/library/base:v{}", 1 + i % 2))
+        .collect();
+    let children: Vec<_> = names
+        .iter()
+        .map(|n| {
+            home.command(&["pull", n])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn pull")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let json = home.ok(&["images", "--format", "json", "--digests"]);
+    assert_eq!(json.lines().count(), 2, "{json}");
+    // Every blob in the store matches its digest.
+    for name in blob_files(&home.store()) {
+        let data = std::fs::read(home.store().join("blobs/sha256").join(&name)).expect("read");
+        assert_eq!(sha256(&data), format!("sha256:{name}"));
+    }
+    assert_eq!(
+        blob_files(&home.store()).len(),
+        8,
+        "manifest, config and 6 layers, once each"
+    );
+    let _ = image;
+}
+
+/// Bytes of partial downloads in the store (anything outside `blobs/` named after `hex`).
+fn partial_bytes(store: &Path, hex: &str) -> u64 {
+    fn walk(dir: &Path, hex: &str, total: &mut u64) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p.ends_with("blobs") {
+                    walk(&p, hex, total);
+                }
+            } else if e.file_name().to_string_lossy().contains(hex) {
+                *total += e.metadata().map_or(0, |m| m.len());
+            }
+        }
+    }
+    let mut total = 0;
+    walk(store, hex, &mut total);
+    total
+}
+
+#[test]
+fn interrupted_pull_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"));
+    let home = ClientHome::new(&dir.path().join("home"));
+    let proxy = SlowProxy::start(&server.addr, 8 << 20);
+    let size = 48 << 20;
+    let image = seed_image(
+        dir.path(),
+        &server.addr,
+        "library/big:v1",
+        31,
+        1,
+        size,
+        None,
+    );
+    let src = dir.path().join("seed-31");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            src.join("blobs/sha256").join(
+                image["digest"]
+                    .as_str()
+                    .expect("digest")
+                    .trim_start_matches("sha256:"),
+            ),
+        )
+        .expect("manifest"),
+    )
+    .expect("json");
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .trim_start_matches("sha256:")
+        .to_string();
+    let name = format!("{}/library/big:v1", proxy.addr);
+
+    let mut child = home
+        .command(&["pull", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn pull");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while partial_bytes(&home.store(), &layer) < 8 << 20 {
+        assert!(Instant::now() < deadline, "the download never started");
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "pull ended early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9 the pull");
+    child.wait().expect("wait");
+    let kept = partial_bytes(&home.store(), &layer);
+    assert!(
+        kept >= 8 << 20 && kept < size as u64,
+        "partial file of {kept} bytes"
+    );
+    assert!(
+        !blob_files(&home.store()).contains(&layer),
+        "no unverified blob is visible"
+    );
+
+    proxy
+        .throttled
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let before = proxy
+        .downstream_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let out = home.ok(&["pull", &name]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    let sent = proxy
+        .downstream_bytes
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    assert!(
+        sent < size as u64 - (kept - (1 << 20)),
+        "the second pull fetched {sent} bytes: it did not resume from {kept}"
+    );
+    let data = std::fs::read(home.store().join("blobs/sha256").join(&layer)).expect("layer");
+    assert_eq!(sha256(&data), format!("sha256:{layer}"));
+}
