@@ -8,12 +8,8 @@ use crate::progress_bars::short_id;
 use crate::time_text::{human_size, since};
 
 /// List the images in the local store.
-///
-/// Example: berth images
-///          berth images --digests localhost:5000/team/web
-///          berth images --format json
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "Examples:\n  berth images\n  berth images --digests localhost:5000/team/web\n  berth images --format json")]
 pub struct Args {
     /// Only images of this repository (NAME, e.g. nginx or localhost:5000/team/web)
     repository: Option<String>,

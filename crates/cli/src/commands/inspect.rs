@@ -7,11 +7,8 @@ use berth_oci::{ManifestKind, Reference, parse_manifest};
 use crate::context::{ClientContext, runtime};
 
 /// Show an image's manifest, config and layers as JSON.
-///
-/// Example: berth inspect nginx
-///          berth inspect --remote localhost:5000/team/web:0.1
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "Examples:\n  berth inspect nginx\n  berth inspect --remote localhost:5000/team/web:0.1")]
 pub struct Args {
     /// NAME[:TAG|@DIGEST]
     name: String,

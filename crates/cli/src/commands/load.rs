@@ -8,10 +8,8 @@ use crate::progress_bars::short_id;
 
 /// Load images from a tar archive: `berth save` and `docker save` output, or an OCI layout tar
 /// (`skopeo copy ... oci-archive:FILE`).
-///
-/// Example: berth load -i web.tar
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "Examples:\n  berth load -i web.tar")]
 pub struct Args {
     /// Read from this file instead of standard input
     #[arg(short, long, value_name = "FILE")]

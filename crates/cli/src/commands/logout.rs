@@ -5,10 +5,8 @@ use berth_client::credentials::registry_key;
 use crate::context::ClientContext;
 
 /// Remove the stored login for a registry.
-///
-/// Example: berth logout localhost:5000
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "Examples:\n  berth logout localhost:5000")]
 pub struct Args {
     /// Registry [default: docker.io, or the client config's default registry]
     server: Option<String>,

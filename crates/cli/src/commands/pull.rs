@@ -9,11 +9,8 @@ use crate::context::{ClientContext, runtime};
 use crate::progress_bars::LayerBars;
 
 /// Download an image from a registry into the local store.
-///
-/// Example: berth pull nginx            (docker.io/library/nginx:latest)
-///          berth pull localhost:5000/team/web:0.1 --platform linux/arm64
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "Examples:\n  berth pull nginx            (docker.io/library/nginx:latest)\n  berth pull localhost:5000/team/web:0.1 --platform linux/arm64")]
 pub struct Args {
     /// NAME[:TAG|@DIGEST]
     name: String,

@@ -9,12 +9,8 @@ use crate::context::{ClientContext, runtime};
 use crate::progress_bars::LayerBars;
 
 /// Upload a local image to its registry.
-///
-/// Example: berth tag nginx localhost:5000/team/web:0.1
-///          berth login localhost:5000
-///          berth push localhost:5000/team/web:0.1
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "Examples:\n  berth tag nginx localhost:5000/team/web:0.1\n  berth login localhost:5000\n  berth push localhost:5000/team/web:0.1")]
 pub struct Args {
     /// NAME[:TAG]
     name: String,

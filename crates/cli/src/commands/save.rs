@@ -7,10 +7,8 @@ use anyhow::{Context as _, bail};
 use crate::context::ClientContext;
 
 /// Write images to a tar archive that `docker load` and `berth load` read.
-///
-/// Example: berth save -o web.tar localhost:5000/team/web:0.1 nginx
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "Examples:\n  berth save -o web.tar localhost:5000/team/web:0.1 nginx")]
 pub struct Args {
     /// NAME[:TAG]...
     #[arg(required = true)]

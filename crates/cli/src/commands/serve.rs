@@ -8,6 +8,9 @@ use tracing_subscriber::EnvFilter;
 
 /// Options of `berth serve`. Flags beat `BERTH_*` variables, which beat the config file.
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  berth serve\n  berth serve --listen 127.0.0.1:5000 --data-dir /var/lib/berth\n  berth serve --config berth.toml"
+)]
 pub struct Args {
     /// Address to listen on [default: 0.0.0.0:5000]
     #[arg(long, value_name = "ADDR")]

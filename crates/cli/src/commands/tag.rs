@@ -5,10 +5,8 @@ use anyhow::bail;
 use crate::context::ClientContext;
 
 /// Give a local image another name; no data is copied.
-///
-/// Example: berth tag nginx localhost:5000/team/web:0.1
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = "Examples:\n  berth tag nginx localhost:5000/team/web:0.1")]
 pub struct Args {
     /// SOURCE[:TAG|@DIGEST]
     source: String,

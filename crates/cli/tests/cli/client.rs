@@ -422,3 +422,61 @@ fn interrupted_pull_resumes_where_it_stopped() {
     let data = std::fs::read(home.store().join("blobs/sha256").join(&layer)).expect("layer");
     assert_eq!(sha256(&data), format!("sha256:{layer}"));
 }
+
+#[test]
+fn multi_platform_images_by_platform_or_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"));
+    let home = ClientHome::new(&dir.path().join("home"));
+    let addr = &server.addr;
+    let src = dir.path().join("multi");
+    let mut layout = Layout::new(&src);
+    let amd = layout.image(41, 2, 20_000);
+    let arm = layout.image(42, 2, 20_000);
+    let mut index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd, arm]});
+    index["manifests"][0]["platform"] = serde_json::json!({"architecture": "amd64", "os": "linux"});
+    index["manifests"][1]["platform"] =
+        serde_json::json!({"architecture": "arm64", "os": "linux", "variant": "v8"});
+    let index = layout.blob(OCI_INDEX, &serde_json::to_vec(&index).expect("json"));
+    layout.tag(&index, "multi");
+    skopeo(
+        &[
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:multi", src.display()),
+            &format!("docker://{addr}/multi/app:v1"),
+        ],
+        &policy(dir.path()),
+    );
+    let name = format!("{addr}/multi/app:v1");
+
+    // One platform, chosen like docker (arm64 without a variant means arm64/v8).
+    let out = home.ok(&["pull", "--platform", "linux/arm64", &name]);
+    assert!(out.contains(&format!("Digest: {}", index["digest"].as_str().expect("d"))), "{out}");
+    let inspect: Value = serde_json::from_str(&home.ok(&["inspect", &name])).expect("json");
+    assert_eq!(inspect[0]["ManifestDigest"], arm["digest"]);
+    assert_eq!(inspect[0]["Descriptor"]["platform"]["architecture"], "arm64");
+    let out = home.fails(&["pull", "--platform", "linux/s390x", &name]);
+    assert!(out.contains("no image for platform linux/s390x"), "{out}");
+
+    // The whole index, kept as pulled, and pushed elsewhere unchanged.
+    home.ok(&["pull", "--all-platforms", &name]);
+    let inspect: Value = serde_json::from_str(&home.ok(&["inspect", &name])).expect("json");
+    assert_eq!(inspect[0]["ManifestDigest"], index["digest"]);
+    assert_eq!(inspect[0]["Platforms"].as_array().map(Vec::len), Some(2));
+    let copy = format!("{addr}/mirror/app:v1");
+    home.ok(&["tag", &name, &copy]);
+    let out = home.ok(&["push", &copy]);
+    assert!(
+        out.contains(&format!("v1: digest: {}", index["digest"].as_str().expect("d"))),
+        "{out}"
+    );
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{copy}"))
+        .output()
+        .expect("skopeo inspect");
+    assert_eq!(sha256(&raw.stdout), index["digest"].as_str().expect("d"));
+}
