@@ -9,7 +9,9 @@ use crate::time_text::{human_size, since};
 
 /// List the images in the local store.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  berth images\n  berth images --digests localhost:5000/team/web\n  berth images --format json")]
+#[command(
+    after_help = "Examples:\n  berth images\n  berth images --digests localhost:5000/team/web\n  berth images --format json"
+)]
 pub struct Args {
     /// Only images of this repository (NAME, e.g. nginx or localhost:5000/team/web)
     repository: Option<String>,

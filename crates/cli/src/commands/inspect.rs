@@ -8,7 +8,9 @@ use crate::context::{ClientContext, runtime};
 
 /// Show an image's manifest, config and layers as JSON.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  berth inspect nginx\n  berth inspect --remote localhost:5000/team/web:0.1")]
+#[command(
+    after_help = "Examples:\n  berth inspect nginx\n  berth inspect --remote localhost:5000/team/web:0.1"
+)]
 pub struct Args {
     /// NAME[:TAG|@DIGEST]
     name: String,

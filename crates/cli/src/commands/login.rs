@@ -11,7 +11,9 @@ use crate::context::{ClientContext, runtime};
 /// Log in to a registry; the login is stored in docker's config.json (or its credential
 /// helper), shared with docker.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  berth login localhost:5000\n  echo \"$TOKEN\" | berth login -u ci --password-stdin registry.example.com")]
+#[command(
+    after_help = "Examples:\n  berth login localhost:5000\n  echo \"$TOKEN\" | berth login -u ci --password-stdin registry.example.com"
+)]
 pub struct Args {
     /// Registry [default: docker.io, or the client config's default registry]
     server: Option<String>,

@@ -10,7 +10,9 @@ use crate::progress_bars::LayerBars;
 
 /// Download an image from a registry into the local store.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  berth pull nginx            (docker.io/library/nginx:latest)\n  berth pull localhost:5000/team/web:0.1 --platform linux/arm64")]
+#[command(
+    after_help = "Examples:\n  berth pull nginx            (docker.io/library/nginx:latest)\n  berth pull localhost:5000/team/web:0.1 --platform linux/arm64"
+)]
 pub struct Args {
     /// NAME[:TAG|@DIGEST]
     name: String,

@@ -10,7 +10,9 @@ use crate::progress_bars::LayerBars;
 
 /// Upload a local image to its registry.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  berth tag nginx localhost:5000/team/web:0.1\n  berth login localhost:5000\n  berth push localhost:5000/team/web:0.1")]
+#[command(
+    after_help = "Examples:\n  berth tag nginx localhost:5000/team/web:0.1\n  berth login localhost:5000\n  berth push localhost:5000/team/web:0.1"
+)]
 pub struct Args {
     /// NAME[:TAG]
     name: String,

@@ -7,7 +7,9 @@ use crate::context::ClientContext;
 /// A name is untagged; when no name refers to the image any more, its blobs that no other
 /// image uses are deleted.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  berth image rm localhost:5000/team/web:0.1\n  berth rmi nginx redis:7")]
+#[command(
+    after_help = "Examples:\n  berth image rm localhost:5000/team/web:0.1\n  berth rmi nginx redis:7"
+)]
 pub struct Args {
     /// NAME[:TAG|@DIGEST]...
     #[arg(required = true)]

@@ -433,7 +433,8 @@ fn multi_platform_images_by_platform_or_whole() {
     let mut layout = Layout::new(&src);
     let amd = layout.image(41, 2, 20_000);
     let arm = layout.image(42, 2, 20_000);
-    let mut index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd, arm]});
+    let mut index =
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd, arm]});
     index["manifests"][0]["platform"] = serde_json::json!({"architecture": "amd64", "os": "linux"});
     index["manifests"][1]["platform"] =
         serde_json::json!({"architecture": "arm64", "os": "linux", "variant": "v8"});
@@ -454,10 +455,16 @@ fn multi_platform_images_by_platform_or_whole() {
 
     // One platform, chosen like docker (arm64 without a variant means arm64/v8).
     let out = home.ok(&["pull", "--platform", "linux/arm64", &name]);
-    assert!(out.contains(&format!("Digest: {}", index["digest"].as_str().expect("d"))), "{out}");
+    assert!(
+        out.contains(&format!("Digest: {}", index["digest"].as_str().expect("d"))),
+        "{out}"
+    );
     let inspect: Value = serde_json::from_str(&home.ok(&["inspect", &name])).expect("json");
     assert_eq!(inspect[0]["ManifestDigest"], arm["digest"]);
-    assert_eq!(inspect[0]["Descriptor"]["platform"]["architecture"], "arm64");
+    assert_eq!(
+        inspect[0]["Descriptor"]["platform"]["architecture"],
+        "arm64"
+    );
     let out = home.fails(&["pull", "--platform", "linux/s390x", &name]);
     assert!(out.contains("no image for platform linux/s390x"), "{out}");
 
@@ -470,7 +477,10 @@ fn multi_platform_images_by_platform_or_whole() {
     home.ok(&["tag", &name, &copy]);
     let out = home.ok(&["push", &copy]);
     assert!(
-        out.contains(&format!("v1: digest: {}", index["digest"].as_str().expect("d"))),
+        out.contains(&format!(
+            "v1: digest: {}",
+            index["digest"].as_str().expect("d")
+        )),
         "{out}"
     );
     let raw = std::process::Command::new("skopeo")
