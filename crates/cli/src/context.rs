@@ -2,13 +2,17 @@
 //! way to parse names, and a connected registry client.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use berth_client::credentials::{Credential, CredentialStore, registry_key};
+use berth_client::progress::{Progress, Silent};
 use berth_client::registry::{Login, RegistryClient};
 use berth_client::settings::Settings;
 use berth_oci::Reference;
 use berth_store::Store;
+
+use crate::progress_bars::LayerBars;
 
 pub struct ClientContext {
     pub settings: Settings,
@@ -89,4 +93,32 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// The flags `pull` and `push` share.
+#[derive(clap::Args)]
+pub struct TransferFlags {
+    /// Blobs moved at once [default: 3 for pull, 5 for push, or the client config]
+    #[arg(long, value_name = "N")]
+    pub max_concurrent: Option<usize>,
+    /// Print only the result: the name for pull, the digest for push
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Allow plain HTTP and unverified TLS to this registry
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl TransferFlags {
+    /// The bars to draw (and finish), and the progress sink to hand the engine: silent with
+    /// `--quiet`.
+    pub fn progress(&self) -> (Arc<LayerBars>, Arc<dyn Progress>) {
+        let bars = Arc::new(LayerBars::new());
+        let progress: Arc<dyn Progress> = if self.quiet {
+            Arc::new(Silent)
+        } else {
+            bars.clone()
+        };
+        (bars, progress)
+    }
 }

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_oci::{Descriptor, Digest, ManifestKind, Reference, parse_manifest};
+use berth_oci::{Descriptor, Digest, ManifestKind, ParsedManifest, Reference, parse_manifest};
 use berth_store::Store;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::error::{ClientError, Result};
 use crate::platform::Platform;
 use crate::progress::{Phase, Progress};
-use crate::registry::RegistryClient;
+use crate::registry::{FetchedManifest, RegistryClient};
 
 const DOWNLOAD_ATTEMPTS: u32 = 6;
 
@@ -94,13 +94,7 @@ pub async fn pull(
         ManifestKind::Index if options.all_platforms => {
             manifests.insert(top.digest.clone(), top.bytes.clone());
             for child in &parsed.manifests {
-                let fetched = client.get_manifest(repo, &child.digest.to_string()).await?;
-                let child_parsed = parse_manifest(Some(&child.media_type), &fetched.bytes)?;
-                if child_parsed.kind == ManifestKind::Index {
-                    return Err(ClientError::Protocol(format!(
-                        "{reference}: nested indexes are not supported"
-                    )));
-                }
+                let (fetched, child_parsed) = fetch_child(client, reference, child).await?;
                 images.push(child_parsed);
                 manifests.insert(fetched.digest, fetched.bytes);
             }
@@ -114,13 +108,7 @@ pub async fn pull(
                     available: available_platforms(&parsed.manifests),
                 })?
                 .clone();
-            let fetched = client.get_manifest(repo, &child.digest.to_string()).await?;
-            let child_parsed = parse_manifest(Some(&child.media_type), &fetched.bytes)?;
-            if child_parsed.kind == ManifestKind::Index {
-                return Err(ClientError::Protocol(format!(
-                    "{reference}: nested indexes are not supported"
-                )));
-            }
+            let (fetched, child_parsed) = fetch_child(client, reference, &child).await?;
             images.push(child_parsed);
             manifests.insert(fetched.digest, fetched.bytes);
             Descriptor {
@@ -186,6 +174,24 @@ pub async fn pull(
         descriptor: named,
         up_to_date,
     })
+}
+
+/// An index's child, which must be an image manifest (berth does not follow nested indexes).
+async fn fetch_child(
+    client: &RegistryClient,
+    reference: &Reference,
+    child: &Descriptor,
+) -> Result<(FetchedManifest, ParsedManifest)> {
+    let fetched = client
+        .get_manifest(reference.repository(), &child.digest.to_string())
+        .await?;
+    let parsed = parse_manifest(Some(&child.media_type), &fetched.bytes)?;
+    if parsed.kind == ManifestKind::Index {
+        return Err(ClientError::Protocol(format!(
+            "{reference}: nested indexes are not supported"
+        )));
+    }
+    Ok((fetched, parsed))
 }
 
 fn available_platforms(descriptors: &[Descriptor]) -> String {

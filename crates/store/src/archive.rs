@@ -671,8 +671,6 @@ fn to_json(what: &str, value: &impl Serialize) -> Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
-
     use super::*;
     use crate::testing::{self, TestImage};
     use crate::testutil;
@@ -872,12 +870,7 @@ mod tests {
         );
         // Only the three referenced blobs were kept; VERSION and json went with their temps.
         assert_eq!(testutil::blob_files(&store).len(), 3);
-        assert!(
-            fs::read_dir(store.ingest_dir())
-                .expect("ingest")
-                .next()
-                .is_none()
-        );
+        assert!(testutil::ingest_is_empty(&store));
     }
 
     #[test]
@@ -901,12 +894,7 @@ mod tests {
         assert!(err.is_err());
         let err = store.load(tar_of(&[("hello.txt", b"hi")]).as_slice());
         assert!(matches!(err, Err(StoreError::Archive(_))));
-        assert!(
-            fs::read_dir(store.ingest_dir())
-                .expect("ingest")
-                .next()
-                .is_none()
-        );
+        assert!(testutil::ingest_is_empty(&store));
     }
 
     #[test]

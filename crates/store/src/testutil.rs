@@ -29,3 +29,11 @@ pub fn set_mtime(path: &Path, time: SystemTime) {
         .and_then(|f| f.set_modified(time))
         .expect("set mtime");
 }
+
+/// Whether `ingest/` holds nothing: no partial download or temp file was left behind.
+pub fn ingest_is_empty(store: &Store) -> bool {
+    fs::read_dir(store.ingest_dir())
+        .expect("ingest")
+        .next()
+        .is_none()
+}

@@ -1,12 +1,9 @@
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use berth_client::platform::Platform;
-use berth_client::progress::{Progress, Silent};
 use berth_client::pull::{PullOptions, pull};
 
-use crate::context::{ClientContext, runtime};
-use crate::progress_bars::LayerBars;
+use crate::context::{ClientContext, TransferFlags, runtime};
 
 /// Download an image from a registry into the local store.
 #[derive(clap::Args)]
@@ -22,15 +19,8 @@ pub struct Args {
     /// Keep a multi-platform image whole, with every platform
     #[arg(short = 'a', long)]
     all_platforms: bool,
-    /// Blobs downloaded at once [default: 3, or the client config]
-    #[arg(long, value_name = "N")]
-    max_concurrent: Option<usize>,
-    /// Print only the image name
-    #[arg(short, long)]
-    quiet: bool,
-    /// Allow plain HTTP and unverified TLS to this registry
-    #[arg(long)]
-    insecure: bool,
+    #[command(flatten)]
+    transfer: TransferFlags,
 }
 
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
@@ -46,16 +36,12 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         platform,
         all_platforms: args.all_platforms,
         max_concurrent: args
+            .transfer
             .max_concurrent
             .unwrap_or(ctx.settings.max_concurrent_downloads),
     };
-    let bars = Arc::new(LayerBars::new());
-    let progress: Arc<dyn Progress> = if args.quiet {
-        Arc::new(Silent)
-    } else {
-        bars.clone()
-    };
-    if !args.quiet {
+    let (bars, progress) = args.transfer.progress();
+    if !args.transfer.quiet {
         match reference.tag() {
             Some(tag) if reference.digest().is_none() => {
                 println!("{}: Pulling from {}", tag, reference.repository())
@@ -64,12 +50,14 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let outcome = runtime()?.block_on(async {
-        let client = ctx.connect(reference.domain(), args.insecure).await?;
+        let client = ctx
+            .connect(reference.domain(), args.transfer.insecure)
+            .await?;
         anyhow::Ok(pull(&client, &store, &reference, &options, progress).await?)
     });
     bars.finish();
     let outcome = outcome?;
-    if args.quiet {
+    if args.transfer.quiet {
         println!("{}", reference);
         return Ok(ExitCode::SUCCESS);
     }

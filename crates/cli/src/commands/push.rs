@@ -1,12 +1,9 @@
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use berth_client::ClientError;
-use berth_client::progress::{Progress, Silent};
 use berth_client::push::{PushOptions, push};
 
-use crate::context::{ClientContext, runtime};
-use crate::progress_bars::LayerBars;
+use crate::context::{ClientContext, TransferFlags, runtime};
 
 /// Upload a local image to its registry.
 #[derive(clap::Args)]
@@ -16,15 +13,8 @@ use crate::progress_bars::LayerBars;
 pub struct Args {
     /// NAME[:TAG]
     name: String,
-    /// Blobs uploaded at once [default: 5, or the client config]
-    #[arg(long, value_name = "N")]
-    max_concurrent: Option<usize>,
-    /// Print only the pushed digest
-    #[arg(short, long)]
-    quiet: bool,
-    /// Allow plain HTTP and unverified TLS to this registry
-    #[arg(long)]
-    insecure: bool,
+    #[command(flatten)]
+    transfer: TransferFlags,
 }
 
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
@@ -33,23 +23,21 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
     let options = PushOptions {
         max_concurrent: args
+            .transfer
             .max_concurrent
             .unwrap_or(ctx.settings.max_concurrent_uploads),
     };
-    let bars = Arc::new(LayerBars::new());
-    let progress: Arc<dyn Progress> = if args.quiet {
-        Arc::new(Silent)
-    } else {
-        bars.clone()
-    };
-    if !args.quiet {
+    let (bars, progress) = args.transfer.progress();
+    if !args.transfer.quiet {
         println!(
             "The push refers to repository [{}]",
             reference.name().trim_start_matches("docker.io/")
         );
     }
     let outcome = runtime()?.block_on(async {
-        let client = ctx.connect(reference.domain(), args.insecure).await?;
+        let client = ctx
+            .connect(reference.domain(), args.transfer.insecure)
+            .await?;
         anyhow::Ok(push(&client, &store, &reference, &options, progress).await?)
     });
     bars.finish();
@@ -75,7 +63,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    if args.quiet {
+    if args.transfer.quiet {
         println!("{}", outcome.digest);
     } else {
         println!(
