@@ -36,7 +36,11 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(".".as_ref());
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            // 0666 less the umask, like any file a command creates (a bare temp file is 0600).
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".berth-save-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+                .tempfile_in(dir)
                 .with_context(|| format!("creating a file in {}", dir.display()))?;
             store.save(&images, std::io::BufWriter::new(tmp.as_file_mut()))?;
             tmp.as_file().sync_all()?;

@@ -490,3 +490,112 @@ fn multi_platform_images_by_platform_or_whole() {
         .expect("skopeo inspect");
     assert_eq!(sha256(&raw.stdout), index["digest"].as_str().expect("d"));
 }
+
+/// A `docker-credential-keep` helper: one file per server under `<bin>/../secrets`.
+const KEEP_HELPER: &str = r#"#!/bin/sh
+store="$(dirname "$0")/../secrets"; mkdir -p "$store"
+request=$(cat)
+case "$1" in
+  store) server=$(printf '%s' "$request" | sed 's/.*"ServerURL":"\([^"]*\)".*/\1/')
+         printf '%s' "$request" > "$store/$server" ;;
+  get)   [ -f "$store/$request" ] || { echo "credentials not found in native keychain"; exit 1; }
+         cat "$store/$request" ;;
+  erase) [ -f "$store/$request" ] || { echo "credentials not found in native keychain"; exit 1; }
+         rm "$store/$request" ;;
+esac
+"#;
+
+#[test]
+fn login_through_a_credential_helper() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = Distribution::start(&dir.path().join("registry"), Some(("bob", "hunter2")));
+    let home = ClientHome::new(&dir.path().join("home"));
+    let addr = &registry.addr;
+    let image = seed_image(
+        dir.path(),
+        addr,
+        "team/app:v1",
+        51,
+        1,
+        50_000,
+        Some("bob:hunter2"),
+    );
+    let bin = home.home.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let helper = bin.join("docker-credential-keep");
+    std::fs::write(&helper, KEEP_HELPER).expect("write helper");
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::create_dir_all(home.docker_config().parent().expect("dir")).expect("mkdir");
+    std::fs::write(
+        home.docker_config(),
+        r#"{"credsStore":"keep","proxies":{"default":{"noProxy":"*.local"}}}"#,
+    )
+    .expect("write config");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let berth = |args: &[&str], input: Option<&str>| {
+        let mut cmd = home.command(args);
+        cmd.env("PATH", &path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if input.is_some() {
+            cmd.stdin(std::process::Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        if let Some(text) = input {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("write");
+        }
+        child.wait_with_output().expect("wait")
+    };
+
+    let out = berth(
+        &["login", "-u", "bob", "--password-stdin", addr],
+        Some("hunter2\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Login Succeeded"));
+    assert!(
+        !text(&out).contains("WARNING"),
+        "no plaintext warning with a helper"
+    );
+    let secret =
+        std::fs::read_to_string(home.home.join("secrets").join(addr)).expect("helper kept it");
+    assert!(secret.contains("\"Secret\":\"hunter2\""), "{secret}");
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(home.docker_config()).expect("config"))
+            .expect("json");
+    assert_eq!(
+        config["auths"][addr.as_str()],
+        serde_json::json!({}),
+        "{config}"
+    );
+    assert_eq!(
+        config["proxies"]["default"]["noProxy"], "*.local",
+        "other keys kept"
+    );
+
+    let out = berth(&["pull", &format!("{addr}/team/app:v1")], None);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(image["digest"].as_str().expect("digest")));
+
+    let out = berth(&["logout", addr], None);
+    assert!(
+        text(&out).contains(&format!("Removing login credentials for {addr}")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !home.home.join("secrets").join(addr).exists(),
+        "erased from the helper"
+    );
+}
