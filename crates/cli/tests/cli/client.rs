@@ -453,8 +453,14 @@ fn multi_platform_images_by_platform_or_whole() {
     );
     let name = format!("{addr}/multi/app:v1");
 
-    // One platform, chosen like docker (arm64 without a variant means arm64/v8).
-    let out = home.ok(&["pull", "--platform", "linux/arm64", &name]);
+    // One platform, chosen like docker (arm64 without a variant means arm64/v8). The registry
+    // is the client config's default one, so the short name is enough.
+    std::fs::write(
+        home.home.join("client.toml"),
+        format!("default_registry = \"{addr}\"\n"),
+    )
+    .expect("write client.toml");
+    let out = home.ok(&["pull", "--platform", "linux/arm64", "multi/app:v1"]);
     assert!(
         out.contains(&format!("Digest: {}", index["digest"].as_str().expect("d"))),
         "{out}"
