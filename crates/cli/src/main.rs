@@ -22,12 +22,39 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // A reader that goes away (`berth images | head -1`) ends the command quietly, as in
+    // ripgrep: `println!` panics on a closed stdout, so that one panic is neither printed nor
+    // reported as a failure.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_broken_pipe(info.payload()) {
+            default_hook(info);
+        }
+    }));
     let cli = Cli::parse();
-    match commands::exec(cli.command) {
-        Ok(code) => code,
-        Err(e) => {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commands::exec(cli.command))) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e))
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
             eprintln!("berth: {e:#}");
             ExitCode::FAILURE
         }
+        Err(payload) if is_broken_pipe(payload.as_ref()) => ExitCode::SUCCESS,
+        Err(payload) => std::panic::resume_unwind(payload),
     }
+}
+
+fn is_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied());
+    text.is_some_and(|t| t.contains("Broken pipe"))
 }
