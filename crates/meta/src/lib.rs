@@ -4,12 +4,16 @@
 //!
 //! [`MetaStore`] is composed of small role traits; every backend passes [`testsuite::run`].
 
+mod accounts;
 mod sqlite;
 pub mod testsuite;
 
 use async_trait::async_trait;
 use berth_oci::{Digest, Repository, Tag};
 
+pub use accounts::{
+    Accounts, ProjectRecord, RobotPermission, RobotRecord, Role, UnknownRole, UserRecord,
+};
 pub use sqlite::SqliteMeta;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +28,10 @@ pub enum MetaError {
     ManifestUnknown(Digest),
     #[error("the database holds a value berth did not write: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
@@ -173,7 +181,7 @@ pub trait UploadSessions: Send + Sync {
 }
 
 #[async_trait]
-pub trait MetaStore: BlobIndex + ManifestIndex + Catalog + UploadSessions {
+pub trait MetaStore: BlobIndex + ManifestIndex + Catalog + UploadSessions + Accounts {
     /// The database answers (for `/readyz`).
     async fn check(&self) -> Result<()>;
 }

@@ -2,7 +2,10 @@
 
 use berth_oci::{Digest, Repository, Tag};
 
-use crate::{BlobRecord, MetaError, MetaStore, NewManifest, UploadRecord};
+use crate::{
+    BlobRecord, MetaError, MetaStore, NewManifest, ProjectRecord, RobotPermission, RobotRecord,
+    Role, UploadRecord, UserRecord,
+};
 
 fn repo(s: &str) -> Repository {
     s.parse().expect("repository")
@@ -43,6 +46,7 @@ pub async fn run(meta: &dyn MetaStore) {
     referrers(meta).await;
     listings_page(meta).await;
     upload_sessions(meta).await;
+    accounts(meta).await;
 }
 
 async fn blobs_are_per_repository(meta: &dyn MetaStore) {
@@ -256,4 +260,223 @@ async fn upload_sessions(meta: &dyn MetaStore) {
     assert!(meta.delete_upload(&u.id).await.expect("delete"));
     assert!(!meta.delete_upload(&u.id).await.expect("delete twice"));
     assert_eq!(meta.upload(&u.id).await.expect("get"), None);
+}
+
+fn user(name: &str) -> UserRecord {
+    UserRecord {
+        name: name.to_string(),
+        password_hash: format!("$argon2id$not-a-real-hash-of-{name}"),
+        system_admin: false,
+        disabled: false,
+        created_at: 1,
+    }
+}
+
+fn project(name: &str, public: bool, owner: Option<&str>) -> ProjectRecord {
+    ProjectRecord {
+        name: name.to_string(),
+        public,
+        owner: owner.map(str::to_string),
+        created_at: 1,
+    }
+}
+
+async fn accounts(meta: &dyn MetaStore) {
+    assert_eq!(meta.count_users().await.expect("count"), 0);
+    // A user with a personal namespace: one transaction, the user its admin.
+    meta.create_user(&user("alice"), Some(&project("alice", true, Some("alice"))))
+        .await
+        .expect("create alice");
+    assert_eq!(
+        meta.role("alice", "alice").await.expect("role"),
+        Some(Role::Admin)
+    );
+    let err = meta
+        .create_user(&user("alice"), None)
+        .await
+        .expect_err("taken");
+    assert!(matches!(err, MetaError::Conflict(_)), "{err}");
+    // A taken project name rolls the whole account back.
+    meta.create_project(&project("team", false, None), None)
+        .await
+        .expect("team");
+    let err = meta
+        .create_user(&user("team"), Some(&project("team", true, Some("team"))))
+        .await
+        .expect_err("project taken");
+    assert!(matches!(err, MetaError::Conflict(_)), "{err}");
+    assert!(
+        meta.user("team").await.expect("user").is_none(),
+        "rolled back"
+    );
+    meta.create_user(&user("bob"), None).await.expect("bob");
+    assert_eq!(meta.count_users().await.expect("count"), 2);
+    let names: Vec<String> = meta
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    assert!(
+        meta.set_password("bob", "$argon2id$new")
+            .await
+            .expect("passwd")
+    );
+    assert_eq!(
+        meta.user("bob")
+            .await
+            .expect("bob")
+            .expect("exists")
+            .password_hash,
+        "$argon2id$new"
+    );
+    assert!(!meta.set_password("nobody", "x").await.expect("passwd"));
+    assert!(meta.set_user_disabled("bob", true).await.expect("disable"));
+    assert!(
+        meta.user("bob")
+            .await
+            .expect("bob")
+            .expect("exists")
+            .disabled
+    );
+
+    // Members and roles.
+    meta.set_member("team", "bob", Role::Developer)
+        .await
+        .expect("member");
+    meta.set_member("team", "bob", Role::Maintainer)
+        .await
+        .expect("role change");
+    meta.set_member("team", "alice", Role::Guest)
+        .await
+        .expect("member");
+    assert_eq!(
+        meta.members("team").await.expect("members"),
+        [
+            ("alice".to_string(), Role::Guest),
+            ("bob".to_string(), Role::Maintainer)
+        ]
+    );
+    let err = meta
+        .set_member("nope", "bob", Role::Guest)
+        .await
+        .expect_err("no project");
+    assert!(matches!(err, MetaError::NotFound(_)), "{err}");
+    let err = meta
+        .set_member("team", "nobody", Role::Guest)
+        .await
+        .expect_err("no user");
+    assert!(matches!(err, MetaError::NotFound(_)), "{err}");
+    assert!(meta.remove_member("team", "alice").await.expect("remove"));
+    assert!(
+        !meta
+            .remove_member("team", "alice")
+            .await
+            .expect("remove again")
+    );
+    assert_eq!(meta.role("team", "alice").await.expect("role"), None);
+
+    // Projects.
+    assert!(
+        !meta
+            .project("team")
+            .await
+            .expect("get")
+            .expect("exists")
+            .public
+    );
+    assert!(meta.set_project_public("team", true).await.expect("public"));
+    assert!(
+        meta.project("team")
+            .await
+            .expect("get")
+            .expect("exists")
+            .public
+    );
+    let err = meta
+        .create_project(&project("team", false, None), None)
+        .await
+        .expect_err("taken");
+    assert!(matches!(err, MetaError::Conflict(_)), "{err}");
+    meta.create_project(&project("ops", false, None), Some("bob"))
+        .await
+        .expect("ops");
+    assert_eq!(
+        meta.role("ops", "bob").await.expect("role"),
+        Some(Role::Admin)
+    );
+    let all: Vec<String> = meta
+        .projects()
+        .await
+        .expect("projects")
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(all, ["alice", "ops", "team"]);
+
+    // Robots.
+    let robot = RobotRecord {
+        name: "ci".into(),
+        secret_hash: "$argon2id$robot".into(),
+        permissions: vec![
+            RobotPermission {
+                project: "ops".into(),
+                actions: vec!["pull".into()],
+            },
+            RobotPermission {
+                project: "team".into(),
+                actions: vec!["pull".into(), "push".into()],
+            },
+        ],
+        expires_at: Some(2_000_000_000),
+        disabled: false,
+        created_at: 1,
+    };
+    meta.create_robot(&robot).await.expect("robot");
+    assert_eq!(meta.robot("ci").await.expect("robot"), Some(robot.clone()));
+    let err = meta.create_robot(&robot).await.expect_err("taken");
+    assert!(matches!(err, MetaError::Conflict(_)), "{err}");
+    let stray = RobotRecord {
+        name: "stray".into(),
+        permissions: vec![RobotPermission {
+            project: "nope".into(),
+            actions: vec!["pull".into()],
+        }],
+        ..robot.clone()
+    };
+    let err = meta.create_robot(&stray).await.expect_err("no project");
+    assert!(matches!(err, MetaError::NotFound(_)), "{err}");
+    assert!(
+        meta.robot("stray").await.expect("robot").is_none(),
+        "rolled back"
+    );
+    assert!(meta.set_robot_disabled("ci", true).await.expect("disable"));
+    assert!(
+        meta.robot("ci")
+            .await
+            .expect("robot")
+            .expect("exists")
+            .disabled
+    );
+    assert_eq!(meta.robots().await.expect("robots").len(), 1);
+
+    // Deleting a project drops its memberships and robot permissions.
+    assert!(meta.delete_project("ops").await.expect("delete"));
+    assert_eq!(meta.role("ops", "bob").await.expect("role"), None);
+    let ci = meta.robot("ci").await.expect("robot").expect("exists");
+    assert_eq!(ci.permissions.len(), 1);
+    assert!(meta.delete_robot("ci").await.expect("delete robot"));
+    // Deleting a user keeps its personal project, ownerless.
+    assert!(meta.delete_user("alice").await.expect("delete"));
+    let personal = meta.project("alice").await.expect("get").expect("kept");
+    assert_eq!(personal.owner, None);
+    assert_eq!(meta.members("alice").await.expect("members"), []);
+
+    // One signing key, whoever asks first.
+    let first = meta.signing_key(b"key-one").await.expect("key");
+    assert_eq!(first, b"key-one");
+    assert_eq!(meta.signing_key(b"key-two").await.expect("key"), b"key-one");
 }

@@ -4,6 +4,8 @@
 //! with SQLITE_BUSY; other processes on the same file (`berth gc`, `berth fsck`) wait on the
 //! busy timeout. Reads use their own pool and never block on writes (WAL).
 
+mod accounts;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
