@@ -41,6 +41,12 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     Denied(String),
+    /// A request the registry understands but refuses as given (a too-long password, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// A failure inside berth that the client can do nothing about; the detail is logged.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The request body could not be read (client gone or sent garbage).
     #[error("reading the request body failed: {0}")]
     Body(std::io::Error),

@@ -7,6 +7,8 @@ mod blobs;
 mod error;
 mod listings;
 mod manifests;
+pub mod passwords;
+pub mod permissions;
 mod uploads;
 
 use std::collections::HashSet;

@@ -65,8 +65,11 @@ impl ApiError {
                 Error::SizeInvalid(_) => ("SIZE_INVALID", S::BAD_REQUEST),
                 Error::Unsupported(_) => ("UNSUPPORTED", S::BAD_REQUEST),
                 Error::Denied(_) => ("DENIED", S::FORBIDDEN),
+                Error::Invalid(_) => ("UNSUPPORTED", S::BAD_REQUEST),
                 Error::Body(_) => ("BLOB_UPLOAD_INVALID", S::BAD_REQUEST),
-                Error::Storage(_) | Error::Meta(_) => ("UNKNOWN", S::INTERNAL_SERVER_ERROR),
+                Error::Storage(_) | Error::Meta(_) | Error::Internal(_) => {
+                    ("UNKNOWN", S::INTERNAL_SERVER_ERROR)
+                }
             },
             ApiError::NameInvalid(_) => ("NAME_INVALID", S::BAD_REQUEST),
             ApiError::DigestInvalid(_) => ("DIGEST_INVALID", S::BAD_REQUEST),
@@ -95,7 +98,10 @@ impl ApiError {
     }
 
     fn is_internal(&self) -> bool {
-        matches!(self, ApiError::Registry(Error::Storage(_) | Error::Meta(_)))
+        matches!(
+            self,
+            ApiError::Registry(Error::Storage(_) | Error::Meta(_) | Error::Internal(_))
+        )
     }
 }
 
