@@ -9,6 +9,7 @@ mod listings;
 mod manifests;
 pub mod passwords;
 pub mod permissions;
+pub mod token;
 mod uploads;
 
 use std::collections::HashSet;
