@@ -1,10 +1,19 @@
+use berth_meta::RobotPermission;
 use berth_oci::Repository;
 
-/// Who makes a request. Authentication comes with users and tokens; until then everyone is
-/// anonymous.
+/// Who makes a request, once authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     Anonymous,
+    User {
+        name: String,
+        system_admin: bool,
+    },
+    /// A robot account (`robot$<name>` in Basic auth), with its grants per project.
+    Robot {
+        name: String,
+        permissions: Vec<RobotPermission>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

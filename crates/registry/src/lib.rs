@@ -3,6 +3,7 @@
 //! [`Error`] to OCI error codes in one table.
 
 mod access;
+pub mod accounts;
 mod blobs;
 mod error;
 mod listings;
