@@ -196,3 +196,51 @@ async fn verify(password: &str, stored: String) -> Result<bool> {
         .await
         .map_err(|e| Error::Internal(format!("password check task: {e}")))
 }
+
+impl Registry {
+    /// Creates `repository`'s project, private, with `admin` as its admin, unless it exists
+    /// (`auto_create_projects`). Returns whether it was created.
+    pub async fn ensure_project(&self, repository: &Repository, admin: &str) -> Result<bool> {
+        let name = repository.project();
+        if self.meta.project(name).await?.is_some() {
+            return Ok(false);
+        }
+        let project = ProjectRecord {
+            name: name.to_string(),
+            public: false,
+            owner: None,
+            created_at: unix_now(),
+        };
+        match self.meta.create_project(&project, Some(admin)).await {
+            Ok(()) => Ok(true),
+            // Created meanwhile by another request.
+            Err(berth_meta::MetaError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `repository`'s project exists.
+    pub async fn project_exists(&self, repository: &Repository) -> Result<bool> {
+        Ok(self.meta.project(repository.project()).await?.is_some())
+    }
+
+    /// The account behind a token's subject, as it is now (it may have been disabled or
+    /// removed since the token was issued).
+    pub async fn principal_of(&self, username: &str) -> Result<Option<Principal>> {
+        if let Some(robot) = username.strip_prefix(ROBOT_PREFIX) {
+            return Ok(self.meta.robot(robot).await?.and_then(|r| {
+                let expired = r.expires_at.is_some_and(|t| t <= unix_now());
+                (!r.disabled && !expired).then_some(Principal::Robot {
+                    name: r.name,
+                    permissions: r.permissions,
+                })
+            }));
+        }
+        Ok(self.meta.user(username).await?.and_then(|u| {
+            (!u.disabled).then_some(Principal::User {
+                name: u.name,
+                system_admin: u.system_admin,
+            })
+        }))
+    }
+}

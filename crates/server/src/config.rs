@@ -23,6 +23,39 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Largest manifest accepted, in bytes (distribution-spec: at least 4 MiB).
     pub max_manifest_bytes: usize,
+    /// Who may do what: accounts, projects, Docker token auth.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: accounts and Docker token auth (distribution's `docs/spec/auth/token.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require credentials as the project rules say. Off, everyone may do everything (a
+    /// development registry).
+    pub enabled: bool,
+    /// The token service name: the `service` of challenges and the `aud` of tokens.
+    pub service: String,
+    /// Lifetime of access tokens, in seconds (token.md: at least 60).
+    pub token_lifetime_secs: u64,
+    /// A push to a project that does not exist creates it (private, the pusher its admin)
+    /// instead of being refused.
+    pub auto_create_projects: bool,
+    /// The first administrator's password, used only when the registry has no account yet
+    /// (`BERTH_ADMIN_PASSWORD`). Empty: one is generated and logged once.
+    pub admin_password: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            service: "berth".into(),
+            token_lifetime_secs: 300,
+            auto_create_projects: false,
+            admin_password: String::new(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -33,6 +66,7 @@ impl Default for Config {
             log: "info".into(),
             shutdown_grace_secs: 30,
             max_manifest_bytes: 4 << 20,
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -28,6 +28,9 @@ pub enum ApiError {
     RouteUnknown(String),
     #[error("method {0} is not supported here")]
     MethodUnsupported(String),
+    /// No, bad or insufficient credentials: 401 with the challenge that says how to get them.
+    #[error("{message}")]
+    Unauthorized { message: String, challenge: String },
 }
 
 impl From<NameError> for ApiError {
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::RangeInvalid(_) => ("BLOB_UPLOAD_INVALID", S::RANGE_NOT_SATISFIABLE),
             ApiError::RouteUnknown(_) => ("UNSUPPORTED", S::NOT_FOUND),
             ApiError::MethodUnsupported(_) => ("UNSUPPORTED", S::METHOD_NOT_ALLOWED),
+            ApiError::Unauthorized { .. } => ("UNAUTHORIZED", S::UNAUTHORIZED),
         }
     }
 
@@ -143,6 +147,11 @@ impl IntoResponse for ApiError {
             ApiError::Registry(Error::RangeNotSatisfiable { size }) => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert(header::CONTENT_RANGE, v);
+                }
+            }
+            ApiError::Unauthorized { challenge, .. } => {
+                if let Ok(v) = HeaderValue::from_str(challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
             _ => {}

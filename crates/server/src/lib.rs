@@ -1,6 +1,7 @@
 //! The HTTP front of berth: the `/v2` API parsed into an [`endpoint::Endpoint`], the single
 //! access check, the OCI error table, health and metrics endpoints, and [`serve`].
 
+mod auth;
 mod config;
 mod endpoint;
 mod error;
@@ -22,7 +23,7 @@ use berth_registry::{AllowAll, Limits, Registry};
 use berth_storage::FilesystemStore;
 use tokio::net::TcpListener;
 
-pub use config::{Config, ConfigError};
+pub use config::{AuthConfig, Config, ConfigError};
 pub use endpoint::Endpoint;
 pub use error::ApiError;
 
@@ -37,6 +38,8 @@ pub enum StartError {
     Storage(#[from] berth_storage::StorageError),
     #[error("cannot open the metadata database: {0}")]
     Meta(#[from] berth_meta::MetaError),
+    #[error("cannot set up accounts and tokens: {0}")]
+    Auth(String),
 }
 
 /// Everything a request handler needs, shared by all requests.
@@ -47,6 +50,8 @@ pub struct App {
 
 struct AppInner {
     registry: Registry,
+    /// Present when `[auth] enabled`.
+    tokens: Option<auth::Tokens>,
     metrics: metrics::Metrics,
     config: Config,
 }
@@ -60,18 +65,24 @@ impl App {
             source,
         })?;
         let blobs = FilesystemStore::open(&config.data_dir).await?;
-        let meta = SqliteMeta::open(&config.data_dir.join("meta.db")).await?;
+        let meta = Arc::new(SqliteMeta::open(&config.data_dir.join("meta.db")).await?);
         let registry = Registry::new(
-            Arc::new(meta),
+            meta.clone(),
             Arc::new(blobs),
             Arc::new(AllowAll),
             Limits {
                 max_manifest_bytes: config.max_manifest_bytes,
             },
         );
+        let tokens = if config.auth.enabled {
+            Some(setup_auth(&registry, meta.as_ref(), &config).await?)
+        } else {
+            None
+        };
         Ok(App {
             inner: Arc::new(AppInner {
                 registry,
+                tokens,
                 metrics: metrics::Metrics::default(),
                 config,
             }),
@@ -86,6 +97,15 @@ impl App {
         &self.inner.registry
     }
 
+    fn tokens(&self) -> Option<&auth::Tokens> {
+        self.inner.tokens.as_ref()
+    }
+
+    /// The registry services, for tools and tests that manage accounts in-process.
+    pub fn services(&self) -> &Registry {
+        &self.inner.registry
+    }
+
     fn metrics(&self) -> &metrics::Metrics {
         &self.inner.metrics
     }
@@ -96,6 +116,7 @@ impl App {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text))
+            .route("/auth/token", get(auth::token_get).post(auth::token_post))
             .fallback(v2::dispatch)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
@@ -103,6 +124,40 @@ impl App {
             ))
             .with_state(self.clone())
     }
+}
+
+/// The first administrator (on an empty registry) and the shared token signing key.
+async fn setup_auth(
+    registry: &Registry,
+    meta: &dyn berth_meta::Accounts,
+    config: &Config,
+) -> Result<auth::Tokens, StartError> {
+    let password = Some(config.auth.admin_password.as_str()).filter(|p| !p.is_empty());
+    match registry
+        .bootstrap_admin(password)
+        .await
+        .map_err(|e| StartError::Auth(e.to_string()))?
+    {
+        berth_registry::accounts::AdminBootstrap::Generated(p) => {
+            tracing::warn!(
+                "created the administrator account `admin` with the generated password {p} \
+                 (shown once; set BERTH_ADMIN_PASSWORD to choose it)"
+            );
+        }
+        berth_registry::accounts::AdminBootstrap::Created => {
+            tracing::info!("created the administrator account `admin`");
+        }
+        berth_registry::accounts::AdminBootstrap::Existing => {}
+    }
+    let candidate = berth_registry::token::SigningKey::generate()
+        .map_err(|e| StartError::Auth(e.to_string()))?;
+    let pkcs8 = meta.signing_key(candidate.pkcs8()).await?;
+    auth::Tokens::new(
+        &pkcs8,
+        &config.auth.service,
+        Duration::from_secs(config.auth.token_lifetime_secs),
+    )
+    .map_err(StartError::Auth)
 }
 
 async fn healthz() -> &'static str {

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::json;
 
 use crate::App;
+use crate::auth::{self, Caller};
 use crate::endpoint::Endpoint;
 use crate::error::{ApiError, upload_range};
 use crate::observe::RouteInfo;
@@ -37,10 +38,9 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
             .and_then(|e| e.repository())
             .map(|r| r.to_string()),
     };
-    let who = Principal::Anonymous;
     let result = match endpoint {
-        Ok(endpoint) => match authorize(&app, &who, &method, &endpoint) {
-            Ok(()) => handle(&app, &who, method.clone(), endpoint, request).await,
+        Ok(endpoint) => match authorize(&app, &method, &endpoint, request.headers()).await {
+            Ok(caller) => handle(&app, &caller, method.clone(), endpoint, request).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -57,29 +57,57 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
     response
 }
 
-/// The single access check of every `/v2` request.
-fn authorize(
+/// The single access check of every `/v2` request: who is calling, and may they do this.
+async fn authorize(
     app: &App,
-    who: &Principal,
     method: &Method,
     endpoint: &Endpoint,
-) -> Result<(), ApiError> {
-    let Some(repository) = endpoint.repository() else {
-        return Ok(());
-    };
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
     let action = match (endpoint, method) {
         (_, &Method::DELETE) if !matches!(endpoint, Endpoint::Upload(..)) => Action::Delete,
         (Endpoint::StartUpload(_) | Endpoint::Upload(..), _) => Action::Push,
         (Endpoint::Manifest(..), &Method::PUT) => Action::Push,
         _ => Action::Pull,
     };
-    app.registry().authorize(who, repository, action)?;
-    Ok(())
+    if app.tokens().is_none() {
+        // `[auth] enabled = false`: the open development registry.
+        if let Some(repository) = endpoint.repository() {
+            app.registry()
+                .authorize(&Principal::Anonymous, repository, action)?;
+        }
+        return Ok(Caller::Anonymous);
+    }
+    let caller = auth::authenticate(app, headers).await?;
+    match endpoint.repository() {
+        Some(repository) => {
+            auth::check(app, headers, &caller, repository, action).await?;
+            if action == Action::Push
+                && app.config().auth.auto_create_projects
+                && let Principal::User { name, .. } = caller.principal()
+                && app.registry().ensure_project(repository, &name).await?
+            {
+                tracing::info!(project = repository.project(), user = %name, "project created on push");
+            }
+        }
+        // token.md: `GET /v2/` without credentials answers 401 with the challenge, which is how
+        // clients learn where tokens come from.
+        None if matches!(endpoint, Endpoint::Base) && matches!(caller, Caller::Anonymous) => {
+            return Err(auth::unauthorized(
+                app,
+                headers,
+                None,
+                "authentication required",
+            ));
+        }
+        None => {}
+    }
+    Ok(caller)
 }
 
 async fn handle(
     app: &App,
-    who: &Principal,
+    caller: &Caller,
     method: Method,
     endpoint: Endpoint,
     request: Request,
@@ -88,7 +116,7 @@ async fn handle(
     let headers = request.headers().clone();
     match (endpoint, method) {
         (Endpoint::Base, _) => Ok(axum::Json(json!({})).into_response()),
-        (Endpoint::Catalog, _) => catalog(app, &query).await,
+        (Endpoint::Catalog, _) => catalog(app, caller, &query).await,
         (Endpoint::Tags(repo), _) => tags(app, &repo, &query).await,
         (Endpoint::Manifest(repo, reference), Method::PUT) => {
             put_manifest(
@@ -114,7 +142,7 @@ async fn handle(
             get_blob(app, &repo, &digest, &headers, method).await
         }
         (Endpoint::StartUpload(repo), _) => {
-            start_upload(app, who, &repo, &query, request.into_body()).await
+            start_upload(app, caller, &repo, &query, request.into_body()).await
         }
         (Endpoint::Upload(repo, id), Method::GET) => {
             let status = app.registry().upload_status(&repo, &id).await?;
@@ -281,17 +309,30 @@ fn blob_created(repo: &Repository, digest: &Digest) -> Response {
 
 async fn start_upload(
     app: &App,
-    who: &Principal,
+    caller: &Caller,
     repo: &Repository,
     query: &Query,
     body: Body,
 ) -> ApiResult {
+    let who = &caller.principal();
     if let Some(mount) = query.get("mount") {
         let digest: Digest = mount.parse()?;
         let from = query
             .get("from")
             .map(str::parse::<Repository>)
             .transpose()?;
+        // With accounts, a mount needs pull on the source, and a mount without `from` would
+        // search repositories the caller may not read: both become an ordinary upload
+        // (distribution-spec: the registry may answer a mount with a session).
+        let may_mount = match &from {
+            _ if app.tokens().is_none() => true,
+            Some(source) => source_readable(app, caller, source).await?,
+            None => false,
+        };
+        if !may_mount {
+            let status = app.registry().start_upload(repo).await?;
+            return Ok(upload_response(StatusCode::ACCEPTED, &status));
+        }
         return match app
             .registry()
             .mount_blob(who, repo, &digest, from.as_ref())
@@ -475,16 +516,49 @@ async fn tags(app: &App, repo: &Repository, query: &Query) -> ApiResult {
     Ok(response)
 }
 
-async fn catalog(app: &App, query: &Query) -> ApiResult {
+async fn catalog(app: &App, caller: &Caller, query: &Query) -> ApiResult {
     let n = query.n()?;
-    let page = app.registry().catalog(n, query.get("last")).await?;
-    let names: Vec<&str> = page.items.iter().map(Repository::as_str).collect();
+    let limit = n
+        .unwrap_or(berth_registry::MAX_PAGE)
+        .min(berth_registry::MAX_PAGE) as usize;
+    // With accounts, only repositories the caller may pull are listed: read pages until `n`
+    // visible names are found or the catalog ends.
+    let mut names: Vec<Repository> = Vec::new();
+    let mut last = query.get("last").map(str::to_string);
+    let mut more = false;
+    loop {
+        let page = app.registry().catalog(n, last.as_deref()).await?;
+        let fetched = page.items.len();
+        for repository in page.items {
+            last = Some(repository.to_string());
+            if names.len() == limit {
+                more = true;
+                break;
+            }
+            if app.tokens().is_none() || source_readable(app, caller, &repository).await? {
+                names.push(repository);
+            }
+        }
+        if more || !page.more || fetched == 0 {
+            more = more || (page.more && names.len() == limit);
+            break;
+        }
+    }
+    let names: Vec<&str> = names.iter().map(Repository::as_str).collect();
     let mut response = axum::Json(json!({ "repositories": names })).into_response();
-    if page.more
-        && let Some(last) = names.last()
-    {
+    if more && let Some(last) = names.last() {
         let link = next_link("/v2/_catalog", n, last)?;
         response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)
+}
+
+/// Whether the caller may pull from `repository` (its account's rights; a token's claims are
+/// for the request at hand, the account behind it is what decides here).
+async fn source_readable(
+    app: &App,
+    caller: &Caller,
+    repository: &Repository,
+) -> Result<bool, ApiError> {
+    Ok(auth::allowed(app, caller, repository).await?.pull)
 }

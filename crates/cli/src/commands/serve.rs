@@ -31,6 +31,13 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
+    // The documented name of the first administrator's password (also `[auth]
+    // admin_password` / `BERTH_AUTH_ADMIN_PASSWORD`).
+    if let Ok(password) = std::env::var("BERTH_ADMIN_PASSWORD")
+        && config.auth.admin_password.is_empty()
+    {
+        config.auth.admin_password = password;
+    }
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.clone());
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&filter).context("invalid log filter")?)

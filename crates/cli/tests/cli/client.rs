@@ -605,3 +605,72 @@ fn login_through_a_credential_helper() {
         "erased from the helper"
     );
 }
+
+#[test]
+fn login_and_push_through_berth_token_auth() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with_env(
+        &dir.path().join("data"),
+        &[
+            ("BERTH_AUTH_ENABLED", "true"),
+            ("BERTH_AUTH_AUTO_CREATE_PROJECTS", "true"),
+            ("BERTH_ADMIN_PASSWORD", "admin-pw-1"),
+        ],
+    );
+    let addr = &server.addr;
+    let home = ClientHome::new(&dir.path().join("home"));
+    let image = seed_image(
+        dir.path(),
+        addr,
+        "team/base:v1",
+        61,
+        2,
+        40_000,
+        Some("admin:admin-pw-1"),
+    );
+    let digest = image["digest"].as_str().expect("digest");
+    let base = format!("{addr}/team/base:v1");
+
+    // Private project: nothing without a login.
+    let out = home.fails(&["pull", &base]);
+    assert!(
+        out.contains("unauthorized: authentication required"),
+        "{out}"
+    );
+    let out = home.run_with_stdin(
+        &["login", "-u", "admin", "--password-stdin", addr],
+        "nope\n",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("incorrect username or password"),
+        "{}",
+        text(&out)
+    );
+
+    // The token server hands out a refresh token at login: stored as docker's identitytoken.
+    let out = home.run_with_stdin(
+        &["login", "-u", "admin", "--password-stdin", addr],
+        "admin-pw-1\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(home.docker_config()).expect("config"))
+            .expect("json");
+    assert!(
+        config["auths"][addr.as_str()]["identitytoken"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{config}"
+    );
+    let out = home.ok(&["pull", &base]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    let web = format!("{addr}/apps/web:1");
+    home.ok(&["tag", &base, &web]);
+    let out = home.ok(&["push", &web]);
+    assert!(out.contains(&format!("1: digest: {digest}")), "{out}");
+    assert!(
+        out.contains("Mounted from team/base"),
+        "the token covered the mount source: {out}"
+    );
+}

@@ -14,6 +14,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The application, for managing accounts in-process.
+    pub app: App,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -32,6 +34,7 @@ impl TestApp {
         };
         tweak(&mut config);
         let app = App::open(config).await.expect("open app");
+        let handle = app.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -51,9 +54,26 @@ impl TestApp {
                 .build()
                 .expect("client"),
             dir,
+            app: handle,
             shutdown: Some(tx),
             server: Some(server),
         }
+    }
+
+    /// From now on every request carries `Authorization: <value>` (`None`: no credentials).
+    pub fn authorize(&mut self, value: Option<&str>) {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(v) = value {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                reqwest::header::HeaderValue::from_str(v).expect("header value"),
+            );
+        }
+        self.http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .expect("client");
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod auth;
 mod blobs;
 mod discovery;
 mod manifests;

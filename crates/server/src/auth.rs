@@ -1,0 +1,451 @@
+//! Who is calling, and the token endpoint (distribution's `docs/spec/auth/token.md`,
+//! `oauth.md`, `scope.md`).
+//!
+//! A `/v2` request carries nothing (anonymous), `Basic` credentials (checked against the
+//! accounts on every request), or a `Bearer` token from `/auth/token` (verified: signature,
+//! `iss`, `aud`, `exp`, `nbf`; its `access` claims are what it may do). A request that needs
+//! more than it carries gets 401 with a `WWW-Authenticate: Bearer` challenge naming the scope,
+//! so docker, podman, skopeo and berth fetch a token and retry.
+
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use berth_oci::Repository;
+use berth_registry::permissions::Actions;
+use berth_registry::token::{Claims, ResourceAccess, SigningKey, TokenIssuer, TokenVerifier};
+use berth_registry::{Action, Principal};
+use http::{HeaderMap, header};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::App;
+use crate::error::ApiError;
+
+/// Longest `Authorization` header read; anything longer is refused before parsing.
+pub const MAX_AUTHORIZATION_LEN: usize = 8 << 10;
+
+/// Refresh tokens (`grant_type=refresh_token`) live this long.
+const REFRESH_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The token issuer and verifier of this registry, and refresh tokens (same key, another
+/// audience, so one can never be used as the other).
+pub struct Tokens {
+    pub issuer: TokenIssuer,
+    pub verifier: TokenVerifier,
+    refresh_issuer: TokenIssuer,
+    refresh_verifier: TokenVerifier,
+}
+
+impl Tokens {
+    pub fn new(pkcs8: &[u8], service: &str, lifetime: Duration) -> Result<Tokens, String> {
+        let key = || SigningKey::from_pkcs8(pkcs8).map_err(|e| e.to_string());
+        let issuer = TokenIssuer::new(key()?, "berth", service, lifetime);
+        let refresh_audience = format!("{service}/refresh");
+        let refresh_issuer = TokenIssuer::new(key()?, "berth", &refresh_audience, REFRESH_LIFETIME);
+        Ok(Tokens {
+            verifier: issuer.verifier(),
+            refresh_verifier: refresh_issuer.verifier(),
+            issuer,
+            refresh_issuer,
+        })
+    }
+}
+
+/// The caller of a request.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Anonymous,
+    /// Basic credentials, checked.
+    Account(Principal),
+    /// A verified token: what it grants, and whose it is (for the catalog).
+    Token {
+        claims: Claims,
+        principal: Principal,
+    },
+}
+
+impl Caller {
+    pub fn principal(&self) -> Principal {
+        match self {
+            Caller::Anonymous => Principal::Anonymous,
+            Caller::Account(p) | Caller::Token { principal: p, .. } => p.clone(),
+        }
+    }
+}
+
+/// Reads the `Authorization` header. Bad credentials or a bad token are 401.
+pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Caller::Anonymous);
+    };
+    if value.len() > MAX_AUTHORIZATION_LEN {
+        return Err(unauthorized(
+            app,
+            headers,
+            None,
+            "the Authorization header is too long",
+        ));
+    }
+    let text = value.to_str().unwrap_or_default();
+    if let Some((user, password)) = basic_credentials(text) {
+        return match app.registry().authenticate(&user, &password).await? {
+            Some(p) => Ok(Caller::Account(p)),
+            None => Err(unauthorized(
+                app,
+                headers,
+                None,
+                "incorrect username or password",
+            )),
+        };
+    }
+    let Some(token) = text.strip_prefix("Bearer ") else {
+        return Err(unauthorized(
+            app,
+            headers,
+            None,
+            "unsupported authorization scheme",
+        ));
+    };
+    let Some(tokens) = app.tokens() else {
+        return Err(unauthorized(
+            app,
+            headers,
+            None,
+            "this registry issues no tokens",
+        ));
+    };
+    let claims = tokens
+        .verifier
+        .verify(token.trim(), SystemTime::now())
+        .map_err(|e| {
+            tracing::info!(error = %e, "token refused");
+            unauthorized(app, headers, None, "invalid or expired token")
+        })?;
+    let principal = if claims.sub.is_empty() {
+        Principal::Anonymous
+    } else {
+        match app.registry().principal_of(&claims.sub).await? {
+            Some(p) => p,
+            None => {
+                return Err(unauthorized(
+                    app,
+                    headers,
+                    None,
+                    "the token's account is gone",
+                ));
+            }
+        }
+    };
+    Ok(Caller::Token { claims, principal })
+}
+
+/// The single access check of a `/v2` request on `repository`.
+pub async fn check(
+    app: &App,
+    headers: &HeaderMap,
+    caller: &Caller,
+    repository: &Repository,
+    action: Action,
+) -> Result<(), ApiError> {
+    let scope = Some((repository, action));
+    match caller {
+        Caller::Token { claims, .. } => {
+            if claims.allows("repository", repository.as_str(), action.as_str()) {
+                return Ok(());
+            }
+            // token.md: an insufficient token is answered with a challenge for the scope.
+            Err(unauthorized(
+                app,
+                headers,
+                scope,
+                "the token does not grant this",
+            ))
+        }
+        Caller::Anonymous => {
+            if allowed(app, caller, repository).await?.allows(action) {
+                return Ok(());
+            }
+            Err(unauthorized(app, headers, scope, "authentication required"))
+        }
+        Caller::Account(_) => {
+            if allowed(app, caller, repository).await?.allows(action) {
+                return Ok(());
+            }
+            Err(denied(repository, action))
+        }
+    }
+}
+
+/// What the caller's account may do on `repository`, with `auto_create_projects` letting a
+/// signed-in user push to a project that does not exist yet.
+pub async fn allowed(
+    app: &App,
+    caller: &Caller,
+    repository: &Repository,
+) -> Result<Actions, ApiError> {
+    let principal = caller.principal();
+    let actions = app
+        .registry()
+        .allowed_actions(&principal, repository)
+        .await?;
+    if actions == Actions::NONE
+        && app.config().auth.auto_create_projects
+        && matches!(principal, Principal::User { .. })
+        && !app.registry().project_exists(repository).await?
+    {
+        return Ok(Actions {
+            pull: true,
+            push: true,
+            ..Actions::NONE
+        });
+    }
+    Ok(actions)
+}
+
+fn denied(repository: &Repository, action: Action) -> ApiError {
+    ApiError::Registry(berth_registry::Error::Denied(format!(
+        "requested access to the resource is denied: {} on {repository}",
+        action.as_str()
+    )))
+}
+
+/// A 401 with the Bearer challenge (and the scope, on resource endpoints).
+pub fn unauthorized(
+    app: &App,
+    headers: &HeaderMap,
+    scope: Option<(&Repository, Action)>,
+    message: &str,
+) -> ApiError {
+    let mut challenge = format!(
+        "Bearer realm=\"{}/auth/token\",service=\"{}\"",
+        base_url(app, headers),
+        app.config().auth.service
+    );
+    if let Some((repository, action)) = scope {
+        let actions = match action {
+            Action::Pull => "pull",
+            Action::Push => "pull,push",
+            Action::Delete => "delete",
+        };
+        challenge.push_str(&format!(",scope=\"repository:{repository}:{actions}\""));
+        if !matches!(action, Action::Pull) || message.contains("token") {
+            challenge.push_str(",error=\"insufficient_scope\"");
+        }
+    }
+    ApiError::Unauthorized {
+        message: message.to_string(),
+        challenge,
+    }
+}
+
+/// `http://host:port` as the client reached us (the `Host` header), for the token realm.
+fn base_url(app: &App, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.len() <= 255 && !h.contains(['/', '"', ' ']))
+        .map(str::to_string)
+        .unwrap_or_else(|| app.config().listen.to_string());
+    format!("http://{host}")
+}
+
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// `GET /auth/token?service=&scope=...&offline_token=`: Basic credentials optional.
+pub async fn token_get(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let scopes: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' '))
+        .collect();
+    let caller = match headers.get(header::AUTHORIZATION) {
+        None => Ok(Caller::Anonymous),
+        Some(_) => match authenticate(&app, &headers).await {
+            // Only account credentials log in here; a token is not a login.
+            Ok(c @ Caller::Account(_)) => Ok(c),
+            Ok(_) => Err(token_error("invalid credentials")),
+            Err(ApiError::Unauthorized { .. }) => {
+                Err(token_error("incorrect username or password"))
+            }
+            Err(e) => Err(e.into_response()),
+        },
+    };
+    let offline = get("offline_token") == Some("true");
+    match caller {
+        Ok(caller) => issue(&app, &headers, get("service"), &caller, &scopes, offline).await,
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    grant_type: String,
+    service: Option<String>,
+    #[serde(default)]
+    scope: String,
+    username: Option<String>,
+    password: Option<String>,
+    refresh_token: Option<String>,
+    access_type: Option<String>,
+}
+
+/// `POST /auth/token`, OAuth2 form (oauth.md): `grant_type=password` or `refresh_token`.
+pub async fn token_post(
+    State(app): State<App>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<TokenForm>,
+) -> Response {
+    let scopes: Vec<&str> = form.scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let caller = match form.grant_type.as_str() {
+        "password" => {
+            let (Some(user), Some(password)) = (&form.username, &form.password) else {
+                return token_error("username and password are required");
+            };
+            match app.registry().authenticate(user, password).await {
+                Ok(Some(p)) => Caller::Account(p),
+                Ok(None) => return token_error("incorrect username or password"),
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+        "refresh_token" => {
+            let Some(tokens) = app.tokens() else {
+                return token_error("this registry issues no tokens");
+            };
+            let refresh = form.refresh_token.as_deref().unwrap_or_default();
+            let Ok(claims) = tokens.refresh_verifier.verify(refresh, SystemTime::now()) else {
+                return token_error("invalid refresh token");
+            };
+            match app.registry().principal_of(&claims.sub).await {
+                Ok(Some(p)) => Caller::Account(p),
+                Ok(None) => return token_error("the refresh token's account is gone"),
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+        _ => return token_error("unsupported grant_type"),
+    };
+    let offline = form.access_type.as_deref() == Some("offline");
+    issue(
+        &app,
+        &headers,
+        form.service.as_deref(),
+        &caller,
+        &scopes,
+        offline,
+    )
+    .await
+}
+
+fn token_error(message: &str) -> Response {
+    (
+        http::StatusCode::UNAUTHORIZED,
+        axum::Json(json!({"errors": [{"code": "UNAUTHORIZED", "message": message}]})),
+    )
+        .into_response()
+}
+
+/// Grants the intersection of what was asked and what is allowed (token.md "Requesting a
+/// Token"): a scope the caller may not use is left out, not refused.
+async fn issue(
+    app: &App,
+    _headers: &HeaderMap,
+    service: Option<&str>,
+    caller: &Caller,
+    scopes: &[&str],
+    offline: bool,
+) -> Response {
+    let Some(tokens) = app.tokens() else {
+        return token_error("this registry issues no tokens");
+    };
+    if let Some(s) = service
+        && s != app.config().auth.service
+    {
+        return token_error("unknown service");
+    }
+    let mut access: Vec<ResourceAccess> = Vec::new();
+    for scope in scopes.iter().take(32) {
+        let mut parts = scope.splitn(3, ':');
+        let (Some(kind), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if kind != "repository" {
+            continue;
+        }
+        let Ok(repository) = name.parse::<Repository>() else {
+            continue;
+        };
+        let allowed = match allowed(app, caller, &repository).await {
+            Ok(a) => a,
+            Err(e) => return e.into_response(),
+        };
+        let granted: Vec<String> = actions
+            .split(',')
+            .filter(|a| match *a {
+                "pull" => allowed.pull,
+                "push" => allowed.push,
+                "delete" => allowed.delete,
+                _ => false,
+            })
+            .map(str::to_string)
+            .collect();
+        match access.iter_mut().find(|a| a.name == repository.as_str()) {
+            Some(existing) => {
+                for g in granted {
+                    if !existing.actions.contains(&g) {
+                        existing.actions.push(g);
+                    }
+                }
+            }
+            None => access.push(ResourceAccess {
+                resource_type: "repository".into(),
+                name: repository.to_string(),
+                actions: granted,
+            }),
+        }
+    }
+    let subject = match caller.principal() {
+        Principal::Anonymous => String::new(),
+        Principal::User { name, .. } => name,
+        Principal::Robot { name, .. } => {
+            format!("{}{name}", berth_registry::accounts::ROBOT_PREFIX)
+        }
+    };
+    let now = SystemTime::now();
+    let issued = match tokens.issuer.issue(&subject, access, now) {
+        Ok(t) => t,
+        Err(e) => {
+            return ApiError::from(berth_registry::Error::Internal(e.to_string())).into_response();
+        }
+    };
+    let mut body = json!({
+        "token": issued.token,
+        "access_token": issued.token,
+        "expires_in": issued.expires_in,
+        "issued_at": issued.issued_at_text(),
+    });
+    if offline && !subject.is_empty() {
+        match tokens.refresh_issuer.issue(&subject, Vec::new(), now) {
+            Ok(r) => body["refresh_token"] = r.token.into(),
+            Err(e) => {
+                return ApiError::from(berth_registry::Error::Internal(e.to_string()))
+                    .into_response();
+            }
+        }
+    }
+    axum::Json(body).into_response()
+}

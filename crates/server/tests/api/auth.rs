@@ -1,0 +1,363 @@
+//! Accounts and Docker token auth (`[auth] enabled`): the challenge, the token endpoint,
+//! Basic auth, the role rules on real requests, and attacks that must be refused.
+
+use base64::Engine as _;
+use berth_meta::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::common::*;
+
+const ADMIN_PASSWORD: &str = "admin-secret-1";
+
+fn basic(user: &str, password: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+async fn start() -> TestApp {
+    TestApp::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.admin_password = ADMIN_PASSWORD.into();
+        c.auth.auto_create_projects = true;
+    })
+    .await
+}
+
+/// A token from `/auth/token` for `scopes`, with Basic credentials when given.
+async fn token(app: &TestApp, credentials: Option<(&str, &str)>, scopes: &[&str]) -> Value {
+    let mut url = format!("{}/auth/token?service=berth", app.base);
+    for s in scopes {
+        url.push_str(&format!("&scope={s}"));
+    }
+    let mut req = reqwest::Client::new().get(url);
+    if let Some((u, p)) = credentials {
+        req = req.header("authorization", basic(u, p));
+    }
+    let r = req.send().await.expect("token request");
+    assert_eq!(r.status(), StatusCode::OK, "token for {credentials:?}");
+    r.json().await.expect("token json")
+}
+
+/// An `application/x-www-form-urlencoded` body.
+fn form(fields: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(fields).expect("form")
+}
+
+fn bearer(token: &Value) -> String {
+    format!("Bearer {}", token["token"].as_str().expect("token"))
+}
+
+/// The `access` claim of a token (its payload, base64url JSON).
+fn access(token: &Value) -> Value {
+    let jwt = token["token"].as_str().expect("token");
+    let payload = jwt.split('.').nth(1).expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    let claims: Value = serde_json::from_slice(&bytes).expect("claims");
+    claims["access"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn challenge_then_token_then_push_and_pull() {
+    let mut app = start().await;
+    // GET /v2/ without credentials: 401 and where to get a token.
+    let r = app.get("/v2/").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = header(&r, "www-authenticate").to_string();
+    assert_eq!(
+        challenge,
+        format!("Bearer realm=\"{}/auth/token\",service=\"berth\"", app.base)
+    );
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED");
+
+    // The admin's token for push: granted; the project is created on the first push.
+    let t = token(
+        &app,
+        Some(("admin", ADMIN_PASSWORD)),
+        &["repository:team/web:pull,push"],
+    )
+    .await;
+    assert_eq!(t["expires_in"], 300);
+    assert!(t["issued_at"].as_str().expect("issued_at").ends_with('Z'));
+    assert_eq!(
+        access(&t),
+        serde_json::json!([{"type": "repository", "name": "team/web", "actions": ["pull", "push"]}])
+    );
+    app.authorize(Some(&bearer(&t)));
+    assert_eq!(app.get("/v2/").await.status(), StatusCode::OK);
+    let (_, digest) = app.push_image("team/web", "v1", "one").await;
+
+    // Anonymous: the private project is closed, with a challenge naming the scope.
+    app.authorize(None);
+    let r = app.get("/v2/team/web/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        header(&r, "www-authenticate").contains("scope=\"repository:team/web:pull\""),
+        "{:?}",
+        r.headers()
+    );
+    // An anonymous token is issued, but grants nothing there.
+    let t = token(&app, None, &["repository:team/web:pull"]).await;
+    assert_eq!(access(&t)[0]["actions"], serde_json::json!([]));
+    app.authorize(Some(&bearer(&t)));
+    assert_eq!(
+        app.get("/v2/team/web/manifests/v1").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Basic auth directly on /v2 works too.
+    app.authorize(Some(&basic("admin", ADMIN_PASSWORD)));
+    let r = app.get(&format!("/v2/team/web/manifests/{digest}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // A wrong password, at the token endpoint and on /v2.
+    let r = reqwest::Client::new()
+        .get(format!("{}/auth/token?service=berth", app.base))
+        .header("authorization", basic("admin", "wrong"))
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    app.authorize(Some(&basic("admin", "wrong")));
+    assert_eq!(app.get("/v2/").await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_decide_and_attacks_are_refused() {
+    let mut app = start().await;
+    let services = app.app.services();
+    services
+        .create_account("bob", "bob-pw", false, false)
+        .await
+        .expect("bob");
+    services
+        .create_account("carol", "carol-pw", false, false)
+        .await
+        .expect("carol");
+    app.authorize(Some(&basic("admin", ADMIN_PASSWORD)));
+    let (_, digest) = app.push_image("team/web", "v1", "team").await;
+    let layer_digest = app.push_blob("team/web", b"a private layer").await;
+    let meta = berth_meta::SqliteMeta::open(&app.dir.path().join("data/meta.db"))
+        .await
+        .expect("meta");
+    use berth_meta::Accounts as _;
+    meta.set_member("team", "bob", Role::Developer)
+        .await
+        .expect("member");
+
+    // bob, developer: pull and push, no delete.
+    app.authorize(Some(&basic("bob", "bob-pw")));
+    assert_eq!(
+        app.get("/v2/team/web/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+    app.push_image("team/other", "v1", "bob").await;
+    let r = app
+        .req(Method::DELETE, &format!("/v2/team/web/manifests/{digest}"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["errors"][0]["code"], "DENIED");
+
+    // carol, not a member: denied. (With `auto_create_projects`, a project that does not exist
+    // answers 404 instead, since she could create it by pushing.)
+    app.authorize(Some(&basic("carol", "carol-pw")));
+    let r = app.get("/v2/team/web/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Her own namespace is hers.
+    app.push_image("carol/app", "v1", "carol").await;
+    // A mount from the private project is not done: a plain upload session instead.
+    let r = app
+        .req(
+            Method::POST,
+            &format!("/v2/carol/app/blobs/uploads/?mount={layer_digest}&from=team/web"),
+        )
+        .send()
+        .await
+        .expect("mount");
+    assert_eq!(
+        r.status(),
+        StatusCode::ACCEPTED,
+        "no cross-mount from a private repository"
+    );
+    let r = app
+        .req(
+            Method::POST,
+            &format!("/v2/carol/app/blobs/uploads/?mount={layer_digest}"),
+        )
+        .send()
+        .await
+        .expect("automatic mount");
+    assert_eq!(
+        r.status(),
+        StatusCode::ACCEPTED,
+        "no automatic cross-mount either"
+    );
+    assert_eq!(
+        app.get(&format!("/v2/carol/app/blobs/{layer_digest}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND,
+        "the blob is not readable through carol's repository"
+    );
+    // The catalog lists only what she may pull.
+    let catalog: Value = app.get("/v2/_catalog").await.json().await.expect("json");
+    assert_eq!(catalog["repositories"], serde_json::json!(["carol/app"]));
+    app.authorize(Some(&basic("admin", ADMIN_PASSWORD)));
+    let catalog: Value = app.get("/v2/_catalog").await.json().await.expect("json");
+    assert_eq!(
+        catalog["repositories"],
+        serde_json::json!(["carol/app", "team/other", "team/web"])
+    );
+
+    // carol asks for push on team/web: the token leaves it out (intersection, not refusal).
+    let t = token(
+        &app,
+        Some(("carol", "carol-pw")),
+        &["repository:team/web:pull,push"],
+    )
+    .await;
+    assert_eq!(access(&t)[0]["actions"], serde_json::json!([]));
+
+    // A token for one repository does not open another.
+    let t = token(
+        &app,
+        Some(("bob", "bob-pw")),
+        &["repository:team/other:pull"],
+    )
+    .await;
+    app.authorize(Some(&bearer(&t)));
+    assert_eq!(
+        app.get("/v2/team/other/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/v2/team/web/manifests/v1").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Tampered payload: claims rewritten to team/web, signature kept.
+    let jwt = t["token"].as_str().expect("token");
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .expect("payload"),
+    )
+    .expect("claims");
+    claims["access"][0]["name"] = "team/web".into();
+    let forged_payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&claims).expect("json"));
+    let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+    app.authorize(Some(&format!("Bearer {forged}")));
+    assert_eq!(
+        app.get("/v2/team/web/manifests/v1").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // alg none, no signature.
+    let none_header =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    app.authorize(Some(&format!("Bearer {none_header}.{forged_payload}.")));
+    assert_eq!(
+        app.get("/v2/team/web/manifests/v1").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Garbage and an oversized header.
+    app.authorize(Some("Bearer not-a-token"));
+    assert_eq!(app.get("/v2/").await.status(), StatusCode::UNAUTHORIZED);
+    app.authorize(Some(&format!("Bearer {}", "a".repeat(9000))));
+    assert_eq!(app.get("/v2/").await.status(), StatusCode::UNAUTHORIZED);
+
+    // A disabled account's Basic credentials and tokens stop working.
+    let t = token(&app, Some(("bob", "bob-pw")), &["repository:team/web:pull"]).await;
+    meta.set_user_disabled("bob", true).await.expect("disable");
+    app.authorize(Some(&bearer(&t)));
+    assert_eq!(
+        app.get("/v2/team/web/manifests/v1").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    app.authorize(Some(&basic("bob", "bob-pw")));
+    assert_eq!(app.get("/v2/").await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oauth2_password_and_refresh_token_grants() {
+    let app = start().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/auth/token", app.base);
+    let r = http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("service", "berth"),
+            ("scope", "repository:team/web:pull"),
+            ("access_type", "offline"),
+            ("client_id", "test"),
+        ]))
+        .send()
+        .await
+        .expect("POST token");
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.expect("json");
+    let refresh = t["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_string();
+    // The refresh token is not an access token...
+    let r = http
+        .get(format!("{}/v2/", app.base))
+        .header("authorization", format!("Bearer {refresh}"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // ...but buys one.
+    let r = http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("service", "berth"),
+            ("scope", "repository:team/web:pull,push"),
+        ]))
+        .send()
+        .await
+        .expect("POST refresh");
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.expect("json");
+    assert_eq!(
+        access(&t)[0]["actions"],
+        serde_json::json!(["pull", "push"])
+    );
+    // An access token is not a refresh token, and a wrong password buys nothing.
+    for fields in [
+        vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["token"].as_str().expect("t")),
+        ],
+        vec![
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "nope"),
+        ],
+        vec![("grant_type", "client_credentials")],
+    ] {
+        let r = http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&fields))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{fields:?}");
+    }
+}
