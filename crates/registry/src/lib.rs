@@ -4,6 +4,7 @@
 
 mod access;
 pub mod accounts;
+pub mod admin;
 mod blobs;
 mod error;
 mod listings;

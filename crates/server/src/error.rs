@@ -70,6 +70,9 @@ impl ApiError {
                 Error::Denied(_) => ("DENIED", S::FORBIDDEN),
                 Error::Invalid(_) => ("UNSUPPORTED", S::BAD_REQUEST),
                 Error::Body(_) => ("BLOB_UPLOAD_INVALID", S::BAD_REQUEST),
+                // Management API: a taken or missing name.
+                Error::Meta(berth_meta::MetaError::Conflict(_)) => ("CONFLICT", S::CONFLICT),
+                Error::Meta(berth_meta::MetaError::NotFound(_)) => ("NOT_FOUND", S::NOT_FOUND),
                 Error::Storage(_) | Error::Meta(_) | Error::Internal(_) => {
                     ("UNKNOWN", S::INTERNAL_SERVER_ERROR)
                 }
@@ -105,6 +108,11 @@ impl ApiError {
         matches!(
             self,
             ApiError::Registry(Error::Storage(_) | Error::Meta(_) | Error::Internal(_))
+        ) && !matches!(
+            self,
+            ApiError::Registry(Error::Meta(
+                berth_meta::MetaError::Conflict(_) | berth_meta::MetaError::NotFound(_)
+            ))
         )
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP front of berth: the `/v2` API parsed into an [`endpoint::Endpoint`], the single
 //! access check, the OCI error table, health and metrics endpoints, and [`serve`].
 
+mod admin;
 mod auth;
 mod config;
 mod endpoint;
@@ -117,6 +118,7 @@ impl App {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text))
             .route("/auth/token", get(auth::token_get).post(auth::token_post))
+            .merge(admin::routes())
             .fallback(v2::dispatch)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

@@ -361,3 +361,267 @@ async fn oauth2_password_and_refresh_token_grants() {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{fields:?}");
     }
 }
+
+/// Sends a JSON request to the management API as `credentials`.
+async fn api(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    credentials: Option<(&str, &str)>,
+    json: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new().request(method, format!("{}{path}", app.base));
+    if let Some((u, p)) = credentials {
+        req = req.header("authorization", basic(u, p));
+    }
+    if let Some(j) = json {
+        req = req
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&j).expect("json"));
+    }
+    let r = req.send().await.expect("api request");
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn management_api_users_projects_members_robots() {
+    let mut app = start().await;
+    let admin = Some(("admin", ADMIN_PASSWORD));
+    // Users: only a system administrator creates them.
+    let (s, _) = api(
+        &app,
+        Method::POST,
+        "/api/v1/users",
+        admin,
+        Some(serde_json::json!({"name": "dave", "password": "dave-pw-1"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, body) = api(
+        &app,
+        Method::POST,
+        "/api/v1/users",
+        admin,
+        Some(serde_json::json!({"name": "dave", "password": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (s, _) = api(
+        &app,
+        Method::POST,
+        "/api/v1/users",
+        admin,
+        Some(serde_json::json!({"name": "library", "password": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "reserved name");
+    let dave = Some(("dave", "dave-pw-1"));
+    let (s, _) = api(
+        &app,
+        Method::POST,
+        "/api/v1/users",
+        dave,
+        Some(serde_json::json!({"name": "eve", "password": "eve-pw-12"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = api(&app, Method::GET, "/api/v1/users", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, body) = api(&app, Method::GET, "/api/v1/users", admin, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body.as_array().map(Vec::len), Some(2), "{body}");
+    api(
+        &app,
+        Method::POST,
+        "/api/v1/users",
+        admin,
+        Some(serde_json::json!({"name": "eve", "password": "eve-pw-12"})),
+    )
+    .await;
+
+    // Projects: any account creates one and administers it.
+    let (s, _) = api(
+        &app,
+        Method::POST,
+        "/api/v1/projects",
+        dave,
+        Some(serde_json::json!({"name": "shop"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = api(
+        &app,
+        Method::POST,
+        "/api/v1/projects",
+        dave,
+        Some(serde_json::json!({"name": "shop"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = api(
+        &app,
+        Method::POST,
+        "/api/v1/projects",
+        dave,
+        Some(serde_json::json!({"name": "Bad/Name"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let eve = Some(("eve", "eve-pw-12"));
+    let (_, body) = api(&app, Method::GET, "/api/v1/projects", eve, None).await;
+    assert!(
+        !body.to_string().contains("shop"),
+        "a private project is invisible: {body}"
+    );
+    let (s, _) = api(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/shop/members/eve",
+        eve,
+        Some(serde_json::json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "eve cannot make herself admin");
+    let (s, _) = api(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/shop/members/eve",
+        dave,
+        Some(serde_json::json!({"role": "guest"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/shop/members/eve",
+        dave,
+        Some(serde_json::json!({"role": "owner"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (_, body) = api(
+        &app,
+        Method::GET,
+        "/api/v1/projects/shop/members",
+        eve,
+        None,
+    )
+    .await;
+    assert_eq!(
+        body,
+        serde_json::json!([{"user": "dave", "role": "admin"}, {"user": "eve", "role": "guest"}])
+    );
+    let (s, _) = api(
+        &app,
+        Method::PATCH,
+        "/api/v1/projects/shop",
+        eve,
+        Some(serde_json::json!({"public": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // dave pushes; eve, guest, pulls but cannot push.
+    app.authorize(Some(&basic("dave", "dave-pw-1")));
+    app.push_image("shop/cart", "v1", "cart").await;
+    app.authorize(Some(&basic("eve", "eve-pw-12")));
+    assert_eq!(
+        app.get("/v2/shop/cart/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+    let r = app
+        .req(Method::POST, "/v2/shop/cart/blobs/uploads/")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Robots: the secret is shown once and works as Basic `robot$name`; disabling stops it.
+    let (s, robot) = api(
+        &app,
+        Method::POST,
+        "/api/v1/robots",
+        dave,
+        Some(serde_json::json!({"name": "ci", "permissions": [{"project": "shop", "actions": ["pull"]}], "expires_in_days": 30})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{robot}");
+    assert_eq!(robot["name"], "robot$ci");
+    let secret = robot["secret"].as_str().expect("secret").to_string();
+    app.authorize(Some(&basic("robot$ci", &secret)));
+    assert_eq!(
+        app.get("/v2/shop/cart/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+    let r = app
+        .req(Method::POST, "/v2/shop/cart/blobs/uploads/")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a pull-only robot cannot push"
+    );
+    let (s, _) = api(&app, Method::POST, "/api/v1/robots", eve, Some(serde_json::json!({"name": "sneaky", "permissions": [{"project": "shop", "actions": ["push"]}]}))).await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "only project admins create robots for it"
+    );
+    let (s, _) = api(
+        &app,
+        Method::PATCH,
+        "/api/v1/robots/robot$ci",
+        admin,
+        Some(serde_json::json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        app.get("/v2/shop/cart/manifests/v1").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Passwords: one's own, or anyone's for a system administrator.
+    let (s, _) = api(
+        &app,
+        Method::PUT,
+        "/api/v1/users/eve/password",
+        eve,
+        Some(serde_json::json!({"password": "eve-new-pw"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = api(
+        &app,
+        Method::PUT,
+        "/api/v1/users/dave/password",
+        Some(("eve", "eve-new-pw")),
+        Some(serde_json::json!({"password": "hijacked!"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = api(&app, Method::DELETE, "/api/v1/users/eve", admin, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = api(&app, Method::DELETE, "/api/v1/users/eve", admin, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, body) = api(
+        &app,
+        Method::POST,
+        "/api/v1/projects",
+        admin,
+        Some(serde_json::json!({"nope": 1})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("invalid JSON")),
+        "{body}"
+    );
+}

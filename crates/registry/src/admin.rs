@@ -1,0 +1,304 @@
+//! Management of accounts, projects, members and robot accounts, each operation checking who
+//! asks: system administrators may do everything, project admins manage their project, every
+//! account may change its own password and create projects.
+
+use berth_meta::{ProjectRecord, RobotPermission, RobotRecord, Role, UserRecord, unix_now};
+use berth_oci::Repository;
+
+use crate::accounts::{ROBOT_PREFIX, validate_account_name};
+use crate::passwords::{generate_secret, hash_password};
+use crate::{Error, Principal, Registry, Result};
+
+/// A robot account just created: its login name and its secret, shown once.
+#[derive(Debug)]
+pub struct NewRobot {
+    pub login: String,
+    pub secret: String,
+}
+
+fn system_admin(who: &Principal) -> bool {
+    matches!(
+        who,
+        Principal::User {
+            system_admin: true,
+            ..
+        }
+    )
+}
+
+fn require_system_admin(who: &Principal) -> Result<()> {
+    if system_admin(who) {
+        Ok(())
+    } else {
+        Err(Error::Denied(
+            "only a system administrator may do this".into(),
+        ))
+    }
+}
+
+fn require_account(who: &Principal) -> Result<&str> {
+    match who {
+        Principal::User { name, .. } => Ok(name),
+        Principal::Anonymous => Err(Error::Denied("sign in first".into())),
+        Principal::Robot { .. } => Err(Error::Denied(
+            "robot accounts cannot manage the registry".into(),
+        )),
+    }
+}
+
+fn validate_project_name(name: &str) -> Result<()> {
+    let ok = !name.contains('/') && name.len() <= 64 && name.parse::<Repository>().is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid project name {:?}: lowercase letters, digits and . _ - between them, at most \
+             64 characters",
+            name.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+fn not_found(what: &str, name: &str) -> Error {
+    Error::Meta(berth_meta::MetaError::NotFound(format!("{what} {name:?}")))
+}
+
+impl Registry {
+    async fn require_project_admin(&self, who: &Principal, project: &str) -> Result<ProjectRecord> {
+        require_account(who)?;
+        let record = self
+            .meta
+            .project(project)
+            .await?
+            .ok_or_else(|| not_found("project", project))?;
+        let repository: Repository = project.parse().map_err(|_| not_found("project", project))?;
+        if !self.allowed_actions(who, &repository).await?.manage {
+            return Err(Error::Denied(format!(
+                "only an admin of project {project} may do this"
+            )));
+        }
+        Ok(record)
+    }
+
+    pub async fn admin_create_user(
+        &self,
+        who: &Principal,
+        name: &str,
+        password: &str,
+        make_admin: bool,
+    ) -> Result<()> {
+        require_system_admin(who)?;
+        self.create_account(name, password, make_admin, false).await
+    }
+
+    pub async fn admin_users(&self, who: &Principal) -> Result<Vec<UserRecord>> {
+        require_system_admin(who)?;
+        Ok(self.meta.users().await?)
+    }
+
+    pub async fn admin_delete_user(&self, who: &Principal, name: &str) -> Result<()> {
+        require_system_admin(who)?;
+        if matches!(who, Principal::User { name: me, .. } if me == name) {
+            return Err(Error::Invalid("you cannot remove your own account".into()));
+        }
+        if !self.meta.delete_user(name).await? {
+            return Err(not_found("user", name));
+        }
+        Ok(())
+    }
+
+    /// An account changes its own password; a system administrator anyone's.
+    pub async fn change_password(&self, who: &Principal, name: &str, password: &str) -> Result<()> {
+        let me = require_account(who)?;
+        if me != name {
+            require_system_admin(who)?;
+        }
+        if password.len() < 8 {
+            return Err(Error::Invalid(
+                "passwords have at least 8 characters".into(),
+            ));
+        }
+        let hash = {
+            let password = password.to_string();
+            tokio::task::spawn_blocking(move || hash_password(&password))
+                .await
+                .map_err(|e| Error::Internal(format!("password hashing task: {e}")))??
+        };
+        if !self.meta.set_password(name, &hash).await? {
+            return Err(not_found("user", name));
+        }
+        Ok(())
+    }
+
+    /// Any account may create a project; it becomes the project's admin.
+    pub async fn admin_create_project(
+        &self,
+        who: &Principal,
+        name: &str,
+        public: bool,
+    ) -> Result<()> {
+        let me = require_account(who)?.to_string();
+        validate_project_name(name)?;
+        let project = ProjectRecord {
+            name: name.to_string(),
+            public,
+            owner: None,
+            created_at: unix_now(),
+        };
+        self.meta
+            .create_project(&project, Some(&me))
+            .await
+            .map_err(Error::from)
+    }
+
+    /// The projects the caller can see: public ones, its own, all for a system administrator.
+    pub async fn admin_projects(&self, who: &Principal) -> Result<Vec<ProjectRecord>> {
+        let mut out = Vec::new();
+        for p in self.meta.projects().await? {
+            let Ok(repository) = p.name.parse::<Repository>() else {
+                continue;
+            };
+            if p.public || self.allowed_actions(who, &repository).await?.pull {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn admin_set_project_public(
+        &self,
+        who: &Principal,
+        name: &str,
+        public: bool,
+    ) -> Result<()> {
+        self.require_project_admin(who, name).await?;
+        self.meta.set_project_public(name, public).await?;
+        Ok(())
+    }
+
+    /// Removes the project record (its members and robot grants); its repositories stay until
+    /// deleted, unreachable to anyone but system administrators.
+    pub async fn admin_delete_project(&self, who: &Principal, name: &str) -> Result<()> {
+        self.require_project_admin(who, name).await?;
+        self.meta.delete_project(name).await?;
+        Ok(())
+    }
+
+    pub async fn admin_members(
+        &self,
+        who: &Principal,
+        project: &str,
+    ) -> Result<Vec<(String, Role)>> {
+        let repository: Repository = project.parse().map_err(|_| not_found("project", project))?;
+        if !self.allowed_actions(who, &repository).await?.pull {
+            return Err(not_found("project", project));
+        }
+        Ok(self.meta.members(project).await?)
+    }
+
+    pub async fn admin_set_member(
+        &self,
+        who: &Principal,
+        project: &str,
+        user: &str,
+        role: Role,
+    ) -> Result<()> {
+        self.require_project_admin(who, project).await?;
+        Ok(self.meta.set_member(project, user, role).await?)
+    }
+
+    pub async fn admin_remove_member(
+        &self,
+        who: &Principal,
+        project: &str,
+        user: &str,
+    ) -> Result<()> {
+        self.require_project_admin(who, project).await?;
+        if !self.meta.remove_member(project, user).await? {
+            return Err(not_found("member", user));
+        }
+        Ok(())
+    }
+
+    /// Creates a robot account limited to `permissions`; the caller must administer every
+    /// project named. The secret is returned once and stored only hashed.
+    pub async fn admin_create_robot(
+        &self,
+        who: &Principal,
+        name: &str,
+        permissions: Vec<RobotPermission>,
+        expires_at: Option<i64>,
+    ) -> Result<NewRobot> {
+        validate_account_name(name).or_else(|e| match e {
+            // Robots live in their own namespace (`robot$…`): reserved words are fine there.
+            Error::Invalid(m) if m.contains("reserved") => Ok(()),
+            other => Err(other),
+        })?;
+        if permissions.is_empty() {
+            return Err(Error::Invalid(
+                "a robot account needs at least one project".into(),
+            ));
+        }
+        for p in &permissions {
+            self.require_project_admin(who, &p.project).await?;
+            if p.actions.is_empty()
+                || !p
+                    .actions
+                    .iter()
+                    .all(|a| matches!(a.as_str(), "pull" | "push" | "delete"))
+            {
+                return Err(Error::Invalid(format!(
+                    "robot actions are pull, push and delete (got {:?} for {})",
+                    p.actions, p.project
+                )));
+            }
+        }
+        let secret = generate_secret();
+        let secret_hash = {
+            let s = secret.clone();
+            tokio::task::spawn_blocking(move || hash_password(&s))
+                .await
+                .map_err(|e| Error::Internal(format!("hashing task: {e}")))??
+        };
+        self.meta
+            .create_robot(&RobotRecord {
+                name: name.to_string(),
+                secret_hash,
+                permissions,
+                expires_at,
+                disabled: false,
+                created_at: unix_now(),
+            })
+            .await?;
+        Ok(NewRobot {
+            login: format!("{ROBOT_PREFIX}{name}"),
+            secret,
+        })
+    }
+
+    pub async fn admin_robots(&self, who: &Principal) -> Result<Vec<RobotRecord>> {
+        require_system_admin(who)?;
+        Ok(self.meta.robots().await?)
+    }
+
+    pub async fn admin_set_robot_disabled(
+        &self,
+        who: &Principal,
+        name: &str,
+        disabled: bool,
+    ) -> Result<()> {
+        require_system_admin(who)?;
+        if !self.meta.set_robot_disabled(name, disabled).await? {
+            return Err(not_found("robot account", name));
+        }
+        Ok(())
+    }
+
+    pub async fn admin_delete_robot(&self, who: &Principal, name: &str) -> Result<()> {
+        require_system_admin(who)?;
+        if !self.meta.delete_robot(name).await? {
+            return Err(not_found("robot account", name));
+        }
+        Ok(())
+    }
+}

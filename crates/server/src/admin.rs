@@ -1,0 +1,362 @@
+//! The management API under `/api/v1/`: users, projects, members, robot accounts, passwords.
+//! Authenticated like the registry (Basic, or a Bearer token from `/auth/token`); each
+//! operation's permission check is in the registry crate (`admin.rs`). Errors use the same
+//! `{"errors":[{"code","message"}]}` body as `/v2`.
+
+use std::str::FromStr;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use berth_meta::{RobotPermission, Role};
+use berth_registry::Principal;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::App;
+use crate::auth;
+use crate::error::ApiError;
+
+type ApiResult = Result<Response, ApiError>;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/api/v1/users", get(users).post(create_user))
+        .route("/api/v1/users/{name}", axum::routing::delete(delete_user))
+        .route("/api/v1/users/{name}/password", put(change_password))
+        .route("/api/v1/projects", get(projects).post(create_project))
+        .route(
+            "/api/v1/projects/{name}",
+            axum::routing::patch(update_project).delete(delete_project),
+        )
+        .route("/api/v1/projects/{name}/members", get(members))
+        .route(
+            "/api/v1/projects/{name}/members/{user}",
+            put(set_member).delete(remove_member),
+        )
+        .route("/api/v1/robots", get(robots).post(create_robot))
+        .route(
+            "/api/v1/robots/{name}",
+            axum::routing::patch(update_robot).delete(delete_robot),
+        )
+}
+
+/// The caller, authenticated; the API exists only when accounts are enabled.
+async fn caller(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    if app.tokens().is_none() {
+        return Err(ApiError::RouteUnknown(
+            "the management API needs [auth] enabled = true".into(),
+        ));
+    }
+    let principal = auth::authenticate(app, headers).await?.principal();
+    if principal == Principal::Anonymous {
+        return Err(auth::unauthorized(
+            app,
+            headers,
+            None,
+            "authentication required",
+        ));
+    }
+    Ok(principal)
+}
+
+/// A JSON body, or a 400 that says what is wrong with it.
+fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+fn created(value: Value) -> Response {
+    (StatusCode::CREATED, axum::Json(value)).into_response()
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    name: String,
+    password: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+async fn create_user(
+    State(app): State<App>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    let u: NewUser = body(&bytes)?;
+    app.registry()
+        .admin_create_user(&who, &u.name, &u.password, u.admin)
+        .await?;
+    Ok(created(json!({ "name": u.name, "admin": u.admin })))
+}
+
+async fn users(State(app): State<App>, headers: HeaderMap) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    let list: Vec<Value> = app
+        .registry()
+        .admin_users(&who)
+        .await?
+        .into_iter()
+        .map(|u| {
+            json!({
+                "name": u.name, "admin": u.system_admin, "disabled": u.disabled,
+                "created_at": u.created_at,
+            })
+        })
+        .collect();
+    Ok(axum::Json(list).into_response())
+}
+
+async fn delete_user(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    app.registry().admin_delete_user(&who, &name).await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+async fn change_password(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    let p: NewPassword = body(&bytes)?;
+    app.registry()
+        .change_password(&who, &name, &p.password)
+        .await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    name: String,
+    #[serde(default)]
+    public: bool,
+}
+
+async fn create_project(
+    State(app): State<App>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    let p: NewProject = body(&bytes)?;
+    app.registry()
+        .admin_create_project(&who, &p.name, p.public)
+        .await?;
+    Ok(created(json!({ "name": p.name, "public": p.public })))
+}
+
+async fn projects(State(app): State<App>, headers: HeaderMap) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    let list: Vec<Value> = app
+        .registry()
+        .admin_projects(&who)
+        .await?
+        .into_iter()
+        .map(|p| json!({ "name": p.name, "public": p.public, "owner": p.owner, "created_at": p.created_at }))
+        .collect();
+    Ok(axum::Json(list).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectUpdate {
+    public: bool,
+}
+
+async fn update_project(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    let u: ProjectUpdate = body(&bytes)?;
+    app.registry()
+        .admin_set_project_public(&who, &name, u.public)
+        .await?;
+    Ok(axum::Json(json!({ "name": name, "public": u.public })).into_response())
+}
+
+async fn delete_project(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    app.registry().admin_delete_project(&who, &name).await?;
+    Ok(no_content())
+}
+
+async fn members(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    let list: Vec<Value> = app
+        .registry()
+        .admin_members(&who, &name)
+        .await?
+        .into_iter()
+        .map(|(user, role)| json!({ "user": user, "role": role.as_str() }))
+        .collect();
+    Ok(axum::Json(list).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Membership {
+    role: String,
+}
+
+async fn set_member(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path((name, user)): Path<(String, String)>,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    let m: Membership = body(&bytes)?;
+    let role = Role::from_str(&m.role).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    app.registry()
+        .admin_set_member(&who, &name, &user, role)
+        .await?;
+    Ok(axum::Json(json!({ "user": user, "role": role.as_str() })).into_response())
+}
+
+async fn remove_member(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path((name, user)): Path<(String, String)>,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    app.registry()
+        .admin_remove_member(&who, &name, &user)
+        .await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRobot {
+    name: String,
+    /// `[{"project": "team", "actions": ["pull", "push"]}]`
+    permissions: Vec<Grant>,
+    /// Days until the robot stops working; none: never.
+    expires_in_days: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Grant {
+    project: String,
+    actions: Vec<String>,
+}
+
+async fn create_robot(
+    State(app): State<App>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    let r: NewRobot = body(&bytes)?;
+    let expires_at = r
+        .expires_in_days
+        .map(|d| berth_meta::unix_now() + i64::from(d) * 86_400);
+    let permissions = r
+        .permissions
+        .into_iter()
+        .map(|g| RobotPermission {
+            project: g.project,
+            actions: g.actions,
+        })
+        .collect();
+    let robot = app
+        .registry()
+        .admin_create_robot(&who, &r.name, permissions, expires_at)
+        .await?;
+    Ok(created(json!({
+        "name": robot.login,
+        "secret": robot.secret,
+        "expires_at": expires_at,
+    })))
+}
+
+async fn robots(State(app): State<App>, headers: HeaderMap) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    let list: Vec<Value> = app
+        .registry()
+        .admin_robots(&who)
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({
+                "name": format!("{}{}", berth_registry::accounts::ROBOT_PREFIX, r.name),
+                "permissions": r.permissions.iter().map(|p| json!({"project": p.project, "actions": p.actions})).collect::<Vec<_>>(),
+                "expires_at": r.expires_at,
+                "disabled": r.disabled,
+                "created_at": r.created_at,
+            })
+        })
+        .collect();
+    Ok(axum::Json(list).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RobotUpdate {
+    disabled: bool,
+}
+
+/// Robot names are accepted with or without the `robot$` prefix.
+fn robot_name(name: &str) -> &str {
+    name.strip_prefix(berth_registry::accounts::ROBOT_PREFIX)
+        .unwrap_or(name)
+}
+
+async fn update_robot(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    let u: RobotUpdate = body(&bytes)?;
+    app.registry()
+        .admin_set_robot_disabled(&who, robot_name(&name), u.disabled)
+        .await?;
+    Ok(axum::Json(json!({ "name": name, "disabled": u.disabled })).into_response())
+}
+
+async fn delete_robot(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let who = caller(&app, &headers).await?;
+    app.registry()
+        .admin_delete_robot(&who, robot_name(&name))
+        .await?;
+    Ok(no_content())
+}
