@@ -14,3 +14,5 @@ pub mod registry;
 pub mod settings;
 
 pub use error::{ClientError, Result};
+/// HTTP methods, for [`registry::RegistryClient::api`].
+pub use reqwest::Method;

@@ -498,6 +498,40 @@ impl RegistryClient {
         })
     }
 
+    /// A JSON request to the registry's management API (`/api/v1/...`), authenticated like
+    /// registry requests (a token for no repository, or Basic). `Null` for an empty answer.
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let bytes = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| {
+                ClientError::Protocol(format!("cannot encode the request: {e}"))
+            })?),
+            None => None,
+        };
+        let resp = self
+            .send(method.clone(), path.trim_start_matches('/'), &[], |r| {
+                Ok(match &bytes {
+                    Some(b) => r
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(b.clone()),
+                    None => r,
+                })
+            })
+            .await?;
+        let resp = self.expect_success(resp, method.as_str(), path).await?;
+        let text = read_limited(resp, MAX_MANIFEST_BYTES, &self.domain).await?;
+        if text.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&text).map_err(|e| {
+            ClientError::Protocol(format!("{}: {path} answered with invalid JSON: {e}", self.domain))
+        })
+    }
+
     /// `GET /v2/<name>/manifests/<reference>`, bytes kept exactly as served. When
     /// `reference` is a digest the bytes are checked against it.
     pub async fn get_manifest(

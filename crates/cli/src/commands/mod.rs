@@ -1,5 +1,6 @@
 //! One module per subcommand: its arguments and an `exec` that calls the libraries.
 
+mod admin;
 mod images;
 mod inspect;
 mod load;
@@ -41,6 +42,8 @@ pub enum Command {
     /// Manage local images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Manage a registry's users, projects, members and robot accounts.
+    Admin(admin::Args),
 }
 
 #[derive(clap::Subcommand)]
@@ -68,6 +71,7 @@ pub enum ImageCommand {
 pub fn exec(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => serve::exec(args),
+        Command::Admin(args) => admin::exec(args),
         Command::Login(args) => login::exec(args),
         Command::Logout(args) => logout::exec(args),
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull::exec(args),

@@ -674,3 +674,127 @@ fn login_and_push_through_berth_token_auth() {
         "the token covered the mount source: {out}"
     );
 }
+
+#[test]
+fn admin_commands_roles_and_a_denied_push() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with_env(
+        &dir.path().join("data"),
+        &[
+            ("BERTH_AUTH_ENABLED", "true"),
+            ("BERTH_ADMIN_PASSWORD", "admin-pw-1"),
+        ],
+    );
+    let addr = server.addr.as_str();
+    let admin = ClientHome::new(&dir.path().join("admin"));
+    let login = |home: &ClientHome, user: &str, password: &str| {
+        let out = home.run_with_stdin(&["login", "-u", user, "--password-stdin", addr], password);
+        assert!(out.status.success(), "login {user}: {}", text(&out));
+    };
+    login(&admin, "admin", "admin-pw-1");
+    let admin_cmd = |args: &[&str]| {
+        let mut all = vec!["admin", "--registry", addr];
+        all.extend_from_slice(args);
+        admin.ok(&all)
+    };
+    assert!(admin_cmd(&["project", "create", "team"]).contains("Created private project team"));
+    admin_cmd(&["project", "create", "ops"]);
+    let out = admin.run_with_stdin(
+        &[
+            "admin",
+            "--registry",
+            addr,
+            "user",
+            "add",
+            "bob",
+            "--password-stdin",
+        ],
+        "bob-pw-12\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    admin_cmd(&["member", "add", "team", "bob", "--role", "developer"]);
+    let robot = admin_cmd(&[
+        "robot",
+        "create",
+        "ci",
+        "--project",
+        "team",
+        "--actions",
+        "pull",
+    ]);
+    let secret = robot
+        .lines()
+        .find_map(|l| l.strip_prefix("Secret (shown once): "))
+        .expect("secret line")
+        .to_string();
+    let members = admin_cmd(&["member", "list", "team"]);
+    assert!(members.starts_with("USER"), "{members}");
+    assert!(
+        members.contains("bob") && members.contains("developer"),
+        "{members}"
+    );
+    let projects = admin_cmd(&["--format", "json", "project", "list"]);
+    assert_eq!(projects.lines().count(), 3, "team, ops and bob's namespace: {projects}");
+
+    // An image for bob to push: seeded by the admin into team/base.
+    let image = seed_image(
+        dir.path(),
+        addr,
+        "team/base:v1",
+        71,
+        1,
+        30_000,
+        Some("admin:admin-pw-1"),
+    );
+    let digest = image["digest"].as_str().expect("digest");
+
+    let bob = ClientHome::new(&dir.path().join("bob"));
+    login(&bob, "bob", "bob-pw-12");
+    bob.ok(&["pull", &format!("{addr}/team/base:v1")]);
+    bob.ok(&[
+        "tag",
+        &format!("{addr}/team/base:v1"),
+        &format!("{addr}/team/web:1"),
+    ]);
+    let out = bob.ok(&["push", &format!("{addr}/team/web:1")]);
+    assert!(out.contains(&format!("1: digest: {digest}")), "{out}");
+    // Logged in, but not a member of ops: refused for lack of permission, not of login.
+    bob.ok(&[
+        "tag",
+        &format!("{addr}/team/base:v1"),
+        &format!("{addr}/ops/web:1"),
+    ]);
+    let out = bob.fails(&["push", &format!("{addr}/ops/web:1")]);
+    assert!(
+        out.contains("denied: requested access to the resource is denied"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "You are logged in to {addr} but may not push to ops/web"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("berth login"), "not a login problem: {out}");
+    // bob is no system administrator.
+    let out = bob.fails(&["admin", "--registry", addr, "user", "list"]);
+    assert!(out.contains("denied"), "{out}");
+
+    // The robot pulls with its secret and may not push.
+    let ci = ClientHome::new(&dir.path().join("ci"));
+    login(&ci, "robot$ci", &secret);
+    ci.ok(&["pull", &format!("{addr}/team/web:1")]);
+    ci.ok(&[
+        "tag",
+        &format!("{addr}/team/web:1"),
+        &format!("{addr}/team/robot:1"),
+    ]);
+    let out = ci.fails(&["push", &format!("{addr}/team/robot:1")]);
+    assert!(out.contains("denied"), "{out}");
+    admin_cmd(&["robot", "disable", "ci"]);
+    let out = ci.fails(&["pull", &format!("{addr}/team/web:1")]);
+    assert!(
+        out.contains("unauthorized") || out.contains("incorrect"),
+        "{out}"
+    );
+}

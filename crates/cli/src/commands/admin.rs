@@ -1,0 +1,350 @@
+use std::io::Read as _;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use berth_client::Method;
+use serde_json::{Value, json};
+
+use super::images::print_table;
+use crate::context::{ClientContext, runtime};
+
+/// Manage a berth registry's users, projects, members and robot accounts, with the login
+/// stored by `berth login REGISTRY`.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  berth admin --registry localhost:5000 project create team\n  echo \"$PW\" | berth admin --registry localhost:5000 user add bob --password-stdin\n  berth admin --registry localhost:5000 member add team bob --role developer\n  berth admin --registry localhost:5000 robot create ci --project team --actions pull,push"
+)]
+pub struct Args {
+    /// The registry [default: the client config's default registry]
+    #[arg(long, global = true)]
+    registry: Option<String>,
+    /// Output format for lists: table, or json
+    #[arg(long, global = true, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
+    /// Allow plain HTTP and unverified TLS to this registry
+    #[arg(long, global = true)]
+    insecure: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum AdminCommand {
+    /// Accounts (system administrators only, but `passwd` of one's own).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Projects: the first component of repository names.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Who may do what in a project.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Robot accounts for CI: a name and a secret, limited to projects and actions.
+    #[command(subcommand)]
+    Robot(RobotCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum UserCommand {
+    /// Create an account (it gets a private personal namespace of its name).
+    Add {
+        name: String,
+        /// Read the password from standard input (otherwise prompt)
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make it a system administrator
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List accounts.
+    #[command(alias = "ls")]
+    List,
+    /// Remove an account.
+    Rm { name: String },
+    /// Change a password (one's own, or anyone's as a system administrator).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum ProjectCommand {
+    /// Create a project (private unless --public); you become its admin.
+    Create {
+        name: String,
+        #[arg(long)]
+        public: bool,
+    },
+    /// List the projects you can see.
+    #[command(alias = "ls")]
+    List,
+    /// Remove a project.
+    Rm { name: String },
+    /// Make a project public or private.
+    Set {
+        name: String,
+        #[arg(long, conflicts_with = "private", required_unless_present = "private")]
+        public: bool,
+        #[arg(long)]
+        private: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum MemberCommand {
+    /// Add a member, or change its role.
+    Add {
+        project: String,
+        user: String,
+        #[arg(long, value_parser = ["guest", "developer", "maintainer", "admin"])]
+        role: String,
+    },
+    /// Remove a member.
+    Rm { project: String, user: String },
+    /// List a project's members.
+    #[command(alias = "ls")]
+    List { project: String },
+}
+
+#[derive(clap::Subcommand)]
+enum RobotCommand {
+    /// Create a robot account; prints its secret once.
+    Create {
+        name: String,
+        /// Projects it may use (repeat for several)
+        #[arg(long = "project", required = true)]
+        projects: Vec<String>,
+        /// What it may do there: pull, push, delete
+        #[arg(long, value_delimiter = ',', default_value = "pull")]
+        actions: Vec<String>,
+        /// Days until it stops working [default: never]
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List robot accounts.
+    #[command(alias = "ls")]
+    List,
+    /// Remove a robot account.
+    Rm { name: String },
+    /// Stop a robot account from logging in.
+    Disable { name: String },
+    /// Let a disabled robot account log in again.
+    Enable { name: String },
+}
+
+pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    let ctx = ClientContext::load()?;
+    let registry = args
+        .registry
+        .clone()
+        .unwrap_or_else(|| ctx.settings.default_registry.clone());
+    let json = args.format == "json";
+    // Passwords are read before connecting, so a prompt is not interleaved with errors.
+    let password = match &args.command {
+        AdminCommand::User(UserCommand::Add { password_stdin, .. })
+        | AdminCommand::User(UserCommand::Passwd { password_stdin, .. }) => {
+            Some(read_password(*password_stdin)?)
+        }
+        _ => None,
+    };
+    runtime()?.block_on(async {
+        let client = ctx.connect(&registry, args.insecure).await?;
+        let call = |method: Method, path: String, body: Option<Value>| {
+            let client = &client;
+            async move { anyhow::Ok(client.api(method, &path, body.as_ref()).await?) }
+        };
+        match args.command {
+            AdminCommand::User(UserCommand::Add { name, admin, .. }) => {
+                let body = json!({"name": name, "password": password, "admin": admin});
+                call(Method::POST, "/api/v1/users".into(), Some(body)).await?;
+                println!("Created user {name}");
+            }
+            AdminCommand::User(UserCommand::List) => {
+                let list = call(Method::GET, "/api/v1/users".into(), None).await?;
+                show(&list, json, &["name", "admin", "disabled"]);
+            }
+            AdminCommand::User(UserCommand::Rm { name }) => {
+                call(Method::DELETE, format!("/api/v1/users/{name}"), None).await?;
+                println!("Removed user {name}");
+            }
+            AdminCommand::User(UserCommand::Passwd { name, .. }) => {
+                let body = json!({"password": password});
+                call(
+                    Method::PUT,
+                    format!("/api/v1/users/{name}/password"),
+                    Some(body),
+                )
+                .await?;
+                println!("Password changed for {name}");
+            }
+            AdminCommand::Project(ProjectCommand::Create { name, public }) => {
+                let body = json!({"name": name, "public": public});
+                call(Method::POST, "/api/v1/projects".into(), Some(body)).await?;
+                let kind = if public { "public" } else { "private" };
+                println!("Created {kind} project {name}");
+            }
+            AdminCommand::Project(ProjectCommand::List) => {
+                let list = call(Method::GET, "/api/v1/projects".into(), None).await?;
+                show(&list, json, &["name", "public", "owner"]);
+            }
+            AdminCommand::Project(ProjectCommand::Rm { name }) => {
+                call(Method::DELETE, format!("/api/v1/projects/{name}"), None).await?;
+                println!("Removed project {name}");
+            }
+            AdminCommand::Project(ProjectCommand::Set { name, public, .. }) => {
+                let body = json!({"public": public});
+                call(
+                    Method::PATCH,
+                    format!("/api/v1/projects/{name}"),
+                    Some(body),
+                )
+                .await?;
+                let kind = if public { "public" } else { "private" };
+                println!("Project {name} is now {kind}");
+            }
+            AdminCommand::Member(MemberCommand::Add {
+                project,
+                user,
+                role,
+            }) => {
+                let body = json!({"role": role});
+                let path = format!("/api/v1/projects/{project}/members/{user}");
+                call(Method::PUT, path, Some(body)).await?;
+                println!("{user} is {role} of {project}");
+            }
+            AdminCommand::Member(MemberCommand::Rm { project, user }) => {
+                let path = format!("/api/v1/projects/{project}/members/{user}");
+                call(Method::DELETE, path, None).await?;
+                println!("Removed {user} from {project}");
+            }
+            AdminCommand::Member(MemberCommand::List { project }) => {
+                let path = format!("/api/v1/projects/{project}/members");
+                let list = call(Method::GET, path, None).await?;
+                show(&list, json, &["user", "role"]);
+            }
+            AdminCommand::Robot(RobotCommand::Create {
+                name,
+                projects,
+                actions,
+                expires_in_days,
+            }) => {
+                let permissions: Vec<Value> = projects
+                    .iter()
+                    .map(|p| json!({"project": p, "actions": actions}))
+                    .collect();
+                let body = json!({
+                    "name": name, "permissions": permissions, "expires_in_days": expires_in_days,
+                });
+                let robot = call(Method::POST, "/api/v1/robots".into(), Some(body)).await?;
+                if json {
+                    println!("{robot}");
+                } else {
+                    println!(
+                        "Created robot account {}",
+                        robot["name"].as_str().unwrap_or(&name)
+                    );
+                    println!(
+                        "Secret (shown once): {}",
+                        robot["secret"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            AdminCommand::Robot(RobotCommand::List) => {
+                let list = call(Method::GET, "/api/v1/robots".into(), None).await?;
+                show(
+                    &list,
+                    json,
+                    &["name", "permissions", "expires_at", "disabled"],
+                );
+            }
+            AdminCommand::Robot(RobotCommand::Rm { name }) => {
+                call(Method::DELETE, format!("/api/v1/robots/{name}"), None).await?;
+                println!("Removed robot account {name}");
+            }
+            AdminCommand::Robot(RobotCommand::Disable { name }) => {
+                set_robot_disabled(&client, &name, true).await?;
+            }
+            AdminCommand::Robot(RobotCommand::Enable { name }) => {
+                set_robot_disabled(&client, &name, false).await?;
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_robot_disabled(
+    client: &berth_client::registry::RegistryClient,
+    name: &str,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let body = json!({"disabled": disabled});
+    client
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/robots/{name}"),
+            Some(&body),
+        )
+        .await?;
+    let state = if disabled { "disabled" } else { "enabled" };
+    println!("Robot account {name} {state}");
+    Ok(())
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut p = String::new();
+        std::io::stdin()
+            .read_to_string(&mut p)
+            .context("reading the password from stdin")?;
+        p.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        rpassword::prompt_password("Password: ").context("reading the password")?
+    };
+    if password.is_empty() {
+        bail!("a password is required");
+    }
+    Ok(password)
+}
+
+/// A JSON list as a table of `columns` (or as JSON, one object per line).
+fn show(list: &Value, json: bool, columns: &[&str]) {
+    let items = list.as_array().cloned().unwrap_or_default();
+    if json {
+        for item in items {
+            println!("{item}");
+        }
+        return;
+    }
+    let mut rows = vec![columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>()];
+    for item in &items {
+        rows.push(
+            columns
+                .iter()
+                .map(|c| match &item[*c] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => "-".into(),
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|p| match (p["project"].as_str(), p["actions"].as_array()) {
+                            (Some(project), Some(actions)) => format!(
+                                "{project}:{}",
+                                actions
+                                    .iter()
+                                    .filter_map(Value::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            ),
+                            _ => p.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    other => other.to_string(),
+                })
+                .collect(),
+        );
+    }
+    print_table(&rows);
+}
