@@ -248,7 +248,7 @@ fn base_url(app: &App, headers: &HeaderMap) -> String {
         .filter(|h| !h.is_empty() && h.len() <= 255 && !h.contains(['/', '"', ' ']))
         .map(str::to_string)
         .unwrap_or_else(|| app.config().listen.to_string());
-    format!("http://{host}")
+    format!("{}://{host}", app.config().url_scheme())
 }
 
 fn basic_credentials(header: &str) -> Option<(String, String)> {

@@ -23,6 +23,11 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Largest manifest accepted, in bytes (distribution-spec: at least 4 MiB).
     pub max_manifest_bytes: usize,
+    /// PEM file with the server certificate chain (leaf first). Empty, together with
+    /// `tls_key`: plain HTTP.
+    pub tls_cert: String,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: String,
     /// Who may do what: accounts, projects, Docker token auth.
     pub auth: AuthConfig,
 }
@@ -66,6 +71,8 @@ impl Default for Config {
             log: "info".into(),
             shutdown_grace_secs: 30,
             max_manifest_bytes: 4 << 20,
+            tls_cert: String::new(),
+            tls_key: String::new(),
             auth: AuthConfig::default(),
         }
     }
@@ -88,6 +95,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// `https` when `berth serve` speaks TLS (it refuses to start with only one of `tls_cert`
+    /// and `tls_key` set), else `http`: the scheme of the URLs it hands out.
+    pub fn url_scheme(&self) -> &'static str {
+        if self.tls_cert.is_empty() {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
     /// Reads `file` (if any), then applies `BERTH_*` variables from `env`.
     pub fn load(
         file: Option<&Path>,
@@ -193,6 +210,21 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:7000".parse().expect("addr"));
         assert_eq!(c.shutdown_grace_secs, 9);
         assert_eq!(c.data_dir, PathBuf::from("/srv/berth"));
+    }
+
+    #[test]
+    fn tls_keys_from_env() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("BERTH_TLS_CERT", "/etc/berth/cert.pem"),
+                ("BERTH_TLS_KEY", "/etc/berth/key.pem"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.tls_cert, "/etc/berth/cert.pem");
+        assert_eq!(c.tls_key, "/etc/berth/key.pem");
+        assert!(Config::default().tls_cert.is_empty() && Config::default().tls_key.is_empty());
     }
 
     #[test]

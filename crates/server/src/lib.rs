@@ -8,6 +8,7 @@ mod endpoint;
 mod error;
 mod metrics;
 mod observe;
+mod tls;
 mod v2;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 pub use config::{AuthConfig, Config, ConfigError};
 pub use endpoint::Endpoint;
 pub use error::ApiError;
+pub use tls::{ServerTls, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -195,20 +197,58 @@ async fn metrics_text(State(app): State<App>) -> Response {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight requests finish for at most the configured grace period.
+/// Serves `app` over plain HTTP on `listener` until `shutdown` resolves, then stops accepting
+/// and lets in-flight requests finish for at most the configured grace period.
 pub async fn serve(
     listener: TcpListener,
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = Duration::from_secs(app.config().shutdown_grace_secs);
+    let router = app.router();
+    with_grace_period(app.config(), shutdown, move |signal| async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await
+    })
+    .await
+}
+
+/// [`serve`] over HTTPS: each connection is a TLS handshake (at most 10 s, off the accept
+/// loop), then HTTP/1.1 or HTTP/2 as ALPN says. Shutdown works as for plain HTTP.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: App,
+    tls: ServerTls,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = app.router();
+    with_grace_period(app.config(), shutdown, move |signal| {
+        tls::serve(listener, router, tls, signal)
+    })
+    .await
+}
+
+/// Runs `server`, which stops accepting when the signal it is given resolves and returns when
+/// its connections are done; gives up on those connections `shutdown_grace_secs` later.
+async fn with_grace_period<S, F>(
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    server: S,
+) -> std::io::Result<()>
+where
+    S: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+    F: Future<Output = std::io::Result<()>>,
+{
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
+    let signal = Box::pin(async move {
         shutdown.await;
         let _ = stopping_tx.send(());
-    };
-    let server = axum::serve(listener, app.router()).with_graceful_shutdown(signal);
+    });
+    let server = server(signal);
     let deadline = async move {
         if stopping_rx.await.is_ok() {
             tokio::time::sleep(grace).await;

@@ -3,13 +3,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use berth_server::{App, Config};
+use berth_server::{App, Config, ServerTls};
 use tracing_subscriber::EnvFilter;
 
 /// Options of `berth serve`. Flags beat `BERTH_*` variables, which beat the config file.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  berth serve\n  berth serve --listen 127.0.0.1:5000 --data-dir /var/lib/berth\n  berth serve --config berth.toml"
+    after_help = "Examples:\n  berth serve\n  berth serve --listen 127.0.0.1:5000 --data-dir /var/lib/berth\n  berth serve --config berth.toml\n  berth serve --tls-cert /etc/berth/cert.pem --tls-key /etc/berth/key.pem"
 )]
 pub struct Args {
     /// Address to listen on [default: 0.0.0.0:5000]
@@ -18,6 +18,12 @@ pub struct Args {
     /// Data directory: blobs, uploads and the SQLite database [default: ./berth-data]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain, leaf first (needs --tls-key)
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, RSA or EC)
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// TOML configuration file
     #[arg(long, value_name = "FILE", env = "BERTH_CONFIG")]
     config: Option<PathBuf>,
@@ -30,6 +36,12 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
+    }
+    if let Some(path) = args.tls_cert {
+        config.tls_cert = path_string(path, "--tls-cert")?;
+    }
+    if let Some(path) = args.tls_key {
+        config.tls_key = path_string(path, "--tls-key")?;
     }
     // The documented name of the first administrator's password (also `[auth]
     // admin_password` / `BERTH_AUTH_ADMIN_PASSWORD`).
@@ -52,18 +64,30 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn path_string(path: PathBuf, flag: &str) -> anyhow::Result<String> {
+    path.into_os_string()
+        .into_string()
+        .map_err(|p| anyhow::anyhow!("{flag}: the path {} is not UTF-8", p.display()))
+}
+
 async fn run(config: Config) -> anyhow::Result<()> {
+    // Before anything is bound or created: a bad certificate or key is a startup error.
+    let tls = ServerTls::from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     let data_dir = config.data_dir.clone();
     let app = App::open(config).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "berth registry listening on http://{address}, data in {}",
+        "berth registry listening on {scheme}://{address}, data in {}",
         data_dir.display()
     );
-    berth_server::serve(listener, app, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => berth_server::serve_tls(listener, app, tls, shutdown_signal()).await?,
+        None => berth_server::serve(listener, app, shutdown_signal()).await?,
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -19,9 +19,16 @@ impl Server {
 
     /// With extra environment variables (`BERTH_AUTH_ENABLED`, ...).
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::start_with_args(data_dir, &[], env)
+    }
+
+    /// With extra flags (`--tls-cert FILE`, ...) and environment variables; `base` is
+    /// `https://...` when the server says it serves HTTPS.
+    pub fn start_with_args(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -33,18 +40,17 @@ impl Server {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read start line");
-        // "berth registry listening on http://127.0.0.1:PORT, data in DIR"
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .unwrap_or_else(|| panic!("unexpected start line {line:?}"))
-            .to_string();
+        // "berth registry listening on http://127.0.0.1:PORT, data in DIR" (or https://)
+        let (scheme, addr) = line
+            .split_once("listening on ")
+            .and_then(|(_, rest)| rest.split_once("://"))
+            .and_then(|(scheme, rest)| Some((scheme, rest.split(',').next()?)))
+            .unwrap_or_else(|| panic!("unexpected start line {line:?}"));
         assert!(line.contains(&data_dir.display().to_string()), "{line}");
         Server {
+            base: format!("{scheme}://{addr}"),
+            addr: addr.to_string(),
             child,
-            base: format!("http://{addr}"),
-            addr,
         }
     }
 

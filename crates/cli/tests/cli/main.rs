@@ -9,3 +9,4 @@ mod client;
 mod crash;
 mod interop;
 mod serve;
+mod tls;
