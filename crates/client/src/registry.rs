@@ -506,12 +506,13 @@ impl RegistryClient {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value> {
-        let bytes = match body {
-            Some(b) => Some(serde_json::to_vec(b).map_err(|e| {
-                ClientError::Protocol(format!("cannot encode the request: {e}"))
-            })?),
-            None => None,
-        };
+        let bytes =
+            match body {
+                Some(b) => Some(serde_json::to_vec(b).map_err(|e| {
+                    ClientError::Protocol(format!("cannot encode the request: {e}"))
+                })?),
+                None => None,
+            };
         let resp = self
             .send(method.clone(), path.trim_start_matches('/'), &[], |r| {
                 Ok(match &bytes {
@@ -528,7 +529,10 @@ impl RegistryClient {
             return Ok(serde_json::Value::Null);
         }
         serde_json::from_slice(&text).map_err(|e| {
-            ClientError::Protocol(format!("{}: {path} answered with invalid JSON: {e}", self.domain))
+            ClientError::Protocol(format!(
+                "{}: {path} answered with invalid JSON: {e}",
+                self.domain
+            ))
         })
     }
 

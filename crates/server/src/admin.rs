@@ -37,6 +37,7 @@ pub fn routes() -> Router<App> {
             put(set_member).delete(remove_member),
         )
         .route("/api/v1/robots", get(robots).post(create_robot))
+        .route("/api/v1/signup", axum::routing::post(signup))
         .route(
             "/api/v1/robots/{name}",
             axum::routing::patch(update_robot).delete(delete_robot),
@@ -359,4 +360,36 @@ async fn delete_robot(
         .admin_delete_robot(&who, robot_name(&name))
         .await?;
     Ok(no_content())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Signup {
+    name: String,
+    password: String,
+    /// Whether the personal namespace is public [default: true, as on Docker Hub].
+    public: Option<bool>,
+}
+
+/// `POST /api/v1/signup`: a new account for anyone, when `[auth] allow_signup` is on.
+async fn signup(State(app): State<App>, bytes: axum::body::Bytes) -> ApiResult {
+    if app.tokens().is_none() || !app.config().auth.allow_signup {
+        return Err(ApiError::Registry(berth_registry::Error::Denied(
+            "sign-up is closed on this registry; ask an administrator for an account".into(),
+        )));
+    }
+    let s: Signup = body(&bytes)?;
+    if s.password.len() < 8 {
+        return Err(ApiError::Registry(berth_registry::Error::Invalid(
+            "passwords have at least 8 characters".into(),
+        )));
+    }
+    let public = s.public.unwrap_or(true);
+    app.registry()
+        .create_account(&s.name, &s.password, false, public)
+        .await?;
+    tracing::info!(account = %s.name, "signed up");
+    Ok(created(
+        json!({ "name": s.name, "namespace": s.name, "public": public }),
+    ))
 }

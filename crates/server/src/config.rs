@@ -49,6 +49,9 @@ pub struct AuthConfig {
     /// The first administrator's password, used only when the registry has no account yet
     /// (`BERTH_ADMIN_PASSWORD`). Empty: one is generated and logged once.
     pub admin_password: String,
+    /// Anyone may create an account (`POST /api/v1/signup`, `berth signup`), Docker Hub style;
+    /// it gets a personal namespace, public unless asked otherwise.
+    pub allow_signup: bool,
 }
 
 impl Default for AuthConfig {
@@ -59,6 +62,7 @@ impl Default for AuthConfig {
             token_lifetime_secs: 300,
             auto_create_projects: false,
             admin_password: String::new(),
+            allow_signup: false,
         }
     }
 }

@@ -6,6 +6,8 @@ mod auth;
 mod config;
 mod endpoint;
 mod error;
+#[allow(dead_code)] // wired in by auth.rs
+mod login_limit;
 mod metrics;
 mod observe;
 mod tls;

@@ -11,6 +11,7 @@ mod push;
 mod rmi;
 mod save;
 mod serve;
+mod signup;
 mod tag;
 
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ pub enum Command {
     Image(ImageCommand),
     /// Manage a registry's users, projects, members and robot accounts.
     Admin(admin::Args),
+    /// Create an account on a registry that allows sign-up.
+    Signup(signup::Args),
 }
 
 #[derive(clap::Subcommand)]
@@ -72,6 +75,7 @@ pub fn exec(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => serve::exec(args),
         Command::Admin(args) => admin::exec(args),
+        Command::Signup(args) => signup::exec(args),
         Command::Login(args) => login::exec(args),
         Command::Logout(args) => logout::exec(args),
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull::exec(args),

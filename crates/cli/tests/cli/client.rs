@@ -614,6 +614,7 @@ fn login_and_push_through_berth_token_auth() {
         &[
             ("BERTH_AUTH_ENABLED", "true"),
             ("BERTH_AUTH_AUTO_CREATE_PROJECTS", "true"),
+            ("BERTH_AUTH_ALLOW_SIGNUP", "true"),
             ("BERTH_ADMIN_PASSWORD", "admin-pw-1"),
         ],
     );
@@ -672,6 +673,50 @@ fn login_and_push_through_berth_token_auth() {
     assert!(
         out.contains("Mounted from team/base"),
         "the token covered the mount source: {out}"
+    );
+
+    // Docker Hub style: anyone signs up and gets a public namespace.
+    let alice = ClientHome::new(&dir.path().join("alice"));
+    let out = alice.run_with_stdin(
+        &["signup", addr, "-u", "alice", "--password-stdin"],
+        "alice-pw-1\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("your namespace {addr}/alice is public")),
+        "{}",
+        text(&out)
+    );
+    let out = alice.run_with_stdin(
+        &["signup", addr, "-u", "library", "--password-stdin"],
+        "whatever-1\n",
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("reserved"),
+        "{}",
+        text(&out)
+    );
+    let out = alice.run_with_stdin(
+        &["login", "-u", "alice", "--password-stdin", addr],
+        "alice-pw-1\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = alice.fails(&["pull", &base]);
+    assert!(out.contains("denied"), "team is private: {out}");
+    seed_image(
+        dir.path(),
+        addr,
+        "alice/app:v1",
+        62,
+        1,
+        10_000,
+        Some("alice:alice-pw-1"),
+    );
+    let anonymous = ClientHome::new(&dir.path().join("anonymous"));
+    let out = anonymous.ok(&["pull", &format!("{addr}/alice/app:v1")]);
+    assert!(
+        out.contains("Downloaded newer image"),
+        "a public namespace: {out}"
     );
 }
 
@@ -734,7 +779,11 @@ fn admin_commands_roles_and_a_denied_push() {
         "{members}"
     );
     let projects = admin_cmd(&["--format", "json", "project", "list"]);
-    assert_eq!(projects.lines().count(), 3, "team, ops and bob's namespace: {projects}");
+    assert_eq!(
+        projects.lines().count(),
+        3,
+        "team, ops and bob's namespace: {projects}"
+    );
 
     // An image for bob to push: seeded by the admin into team/base.
     let image = seed_image(

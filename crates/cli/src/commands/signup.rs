@@ -1,0 +1,79 @@
+use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use berth_client::Method;
+use berth_client::registry::RegistryClient;
+use serde_json::json;
+
+use crate::context::{ClientContext, runtime};
+
+/// Create an account on a registry that allows sign-up (Docker Hub style); it comes with a
+/// personal namespace of the same name.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  berth signup localhost:5000 -u alice\n  echo \"$PW\" | berth signup registry.example.com -u ci --password-stdin --private"
+)]
+pub struct Args {
+    /// The registry [default: the client config's default registry]
+    server: Option<String>,
+    #[arg(short, long)]
+    username: Option<String>,
+    /// Read the password from standard input
+    #[arg(long)]
+    password_stdin: bool,
+    /// Make the personal namespace private (it is public by default)
+    #[arg(long)]
+    private: bool,
+    /// Allow plain HTTP and unverified TLS to this registry
+    #[arg(long)]
+    insecure: bool,
+}
+
+pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    let ctx = ClientContext::load()?;
+    let server = args
+        .server
+        .clone()
+        .unwrap_or_else(|| ctx.settings.default_registry.clone());
+    let username = match args.username.clone() {
+        Some(u) => u,
+        None if args.password_stdin => bail!("--password-stdin needs --username"),
+        None => {
+            if !std::io::stdin().is_terminal() {
+                bail!("cannot prompt for a username: stdin is not a terminal (use --username)");
+            }
+            print!("Username for {server}: ");
+            std::io::stdout().flush()?;
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim().to_string()
+        }
+    };
+    let password = if args.password_stdin {
+        let mut p = String::new();
+        std::io::stdin()
+            .read_to_string(&mut p)
+            .context("reading the password from stdin")?;
+        p.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        rpassword::prompt_password("Password: ").context("reading the password")?
+    };
+    let mut settings = ctx.settings.clone();
+    if args.insecure {
+        settings
+            .insecure_registries
+            .push(berth_oci::registry_host(&server).to_string());
+    }
+    let body = json!({"name": username, "password": password, "public": !args.private});
+    runtime()?.block_on(async {
+        let client = RegistryClient::connect(&server, &settings, None).await?;
+        client
+            .api(Method::POST, "/api/v1/signup", Some(&body))
+            .await
+    })?;
+    let visibility = if args.private { "private" } else { "public" };
+    println!("Signed up as {username}; your namespace {server}/{username} is {visibility}.");
+    println!("Log in with: berth login {server} -u {username}");
+    Ok(ExitCode::SUCCESS)
+}
