@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::auth;
+use crate::auth::{self, Peer};
 use crate::error::ApiError;
 
 type ApiResult = Result<Response, ApiError>;
@@ -45,13 +45,13 @@ pub fn routes() -> Router<App> {
 }
 
 /// The caller, authenticated; the API exists only when accounts are enabled.
-async fn caller(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
+async fn caller(app: &App, headers: &HeaderMap, peer: Peer) -> Result<Principal, ApiError> {
     if app.tokens().is_none() {
         return Err(ApiError::RouteUnknown(
             "the management API needs [auth] enabled = true".into(),
         ));
     }
-    let principal = auth::authenticate(app, headers).await?.principal();
+    let principal = auth::authenticate(app, headers, peer).await?.principal();
     if principal == Principal::Anonymous {
         return Err(auth::unauthorized(
             app,
@@ -88,10 +88,11 @@ struct NewUser {
 
 async fn create_user(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     let u: NewUser = body(&bytes)?;
     app.registry()
         .admin_create_user(&who, &u.name, &u.password, u.admin)
@@ -99,8 +100,8 @@ async fn create_user(
     Ok(created(json!({ "name": u.name, "admin": u.admin })))
 }
 
-async fn users(State(app): State<App>, headers: HeaderMap) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+async fn users(State(app): State<App>, peer: Peer, headers: HeaderMap) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
     let list: Vec<Value> = app
         .registry()
         .admin_users(&who)
@@ -118,10 +119,11 @@ async fn users(State(app): State<App>, headers: HeaderMap) -> ApiResult {
 
 async fn delete_user(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     app.registry().admin_delete_user(&who, &name).await?;
     Ok(no_content())
 }
@@ -134,11 +136,12 @@ struct NewPassword {
 
 async fn change_password(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     let p: NewPassword = body(&bytes)?;
     app.registry()
         .change_password(&who, &name, &p.password)
@@ -156,10 +159,11 @@ struct NewProject {
 
 async fn create_project(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     let p: NewProject = body(&bytes)?;
     app.registry()
         .admin_create_project(&who, &p.name, p.public)
@@ -167,8 +171,8 @@ async fn create_project(
     Ok(created(json!({ "name": p.name, "public": p.public })))
 }
 
-async fn projects(State(app): State<App>, headers: HeaderMap) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+async fn projects(State(app): State<App>, peer: Peer, headers: HeaderMap) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
     let list: Vec<Value> = app
         .registry()
         .admin_projects(&who)
@@ -187,11 +191,12 @@ struct ProjectUpdate {
 
 async fn update_project(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     let u: ProjectUpdate = body(&bytes)?;
     app.registry()
         .admin_set_project_public(&who, &name, u.public)
@@ -201,20 +206,22 @@ async fn update_project(
 
 async fn delete_project(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     app.registry().admin_delete_project(&who, &name).await?;
     Ok(no_content())
 }
 
 async fn members(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     let list: Vec<Value> = app
         .registry()
         .admin_members(&who, &name)
@@ -233,11 +240,12 @@ struct Membership {
 
 async fn set_member(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     Path((name, user)): Path<(String, String)>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     let m: Membership = body(&bytes)?;
     let role = Role::from_str(&m.role).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     app.registry()
@@ -248,10 +256,11 @@ async fn set_member(
 
 async fn remove_member(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     Path((name, user)): Path<(String, String)>,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     app.registry()
         .admin_remove_member(&who, &name, &user)
         .await?;
@@ -277,10 +286,11 @@ struct Grant {
 
 async fn create_robot(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     let r: NewRobot = body(&bytes)?;
     let expires_at = r
         .expires_in_days
@@ -304,8 +314,8 @@ async fn create_robot(
     })))
 }
 
-async fn robots(State(app): State<App>, headers: HeaderMap) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+async fn robots(State(app): State<App>, peer: Peer, headers: HeaderMap) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
     let list: Vec<Value> = app
         .registry()
         .admin_robots(&who)
@@ -338,11 +348,12 @@ fn robot_name(name: &str) -> &str {
 
 async fn update_robot(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     let u: RobotUpdate = body(&bytes)?;
     app.registry()
         .admin_set_robot_disabled(&who, robot_name(&name), u.disabled)
@@ -352,10 +363,11 @@ async fn update_robot(
 
 async fn delete_robot(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let who = caller(&app, &headers).await?;
+    let who = caller(&app, &headers, peer).await?;
     app.registry()
         .admin_delete_robot(&who, robot_name(&name))
         .await?;

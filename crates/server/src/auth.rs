@@ -7,15 +7,17 @@
 //! more than it carries gets 401 with a `WWW-Authenticate: Bearer` challenge naming the scope,
 //! so docker, podman, skopeo and berth fetch a token and retry.
 
-use std::time::{Duration, SystemTime};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use berth_oci::Repository;
 use berth_registry::permissions::Actions;
 use berth_registry::token::{Claims, ResourceAccess, SigningKey, TokenIssuer, TokenVerifier};
 use berth_registry::{Action, Principal};
+use http::request::Parts;
 use http::{HeaderMap, header};
 use serde::Deserialize;
 use serde_json::json;
@@ -76,7 +78,7 @@ impl Caller {
 }
 
 /// Reads the `Authorization` header. Bad credentials or a bad token are 401.
-pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub async fn authenticate(app: &App, headers: &HeaderMap, peer: Peer) -> Result<Caller, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Caller::Anonymous);
     };
@@ -90,7 +92,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Caller, ApiE
     }
     let text = value.to_str().unwrap_or_default();
     if let Some((user, password)) = basic_credentials(text) {
-        return match app.registry().authenticate(&user, &password).await? {
+        return match check_password(app, &user, &password, peer).await? {
             Some(p) => Ok(Caller::Account(p)),
             None => Err(unauthorized(
                 app,
@@ -139,6 +141,59 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Caller, ApiE
         }
     };
     Ok(Caller::Token { claims, principal })
+}
+
+/// The client's address (from the connection), for limiting failed logins per address.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Peer(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer::of(&parts.extensions))
+    }
+}
+
+impl Peer {
+    pub fn of(extensions: &http::Extensions) -> Peer {
+        Peer(
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(a)| a.ip()),
+        )
+    }
+}
+
+/// Checks a password through the login limiter: a locked account or address is refused
+/// before any hashing work (429 with `Retry-After`); failures and successes are recorded.
+async fn check_password(
+    app: &App,
+    user: &str,
+    password: &str,
+    peer: Peer,
+) -> Result<Option<Principal>, ApiError> {
+    let address = peer.0.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let now = Instant::now();
+    if let Err(locked) = app.login_limiter().check(user, address, now) {
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: locked.retry_after_secs(now),
+        });
+    }
+    let found = app.registry().authenticate(user, password).await?;
+    match &found {
+        Some(_) => app.login_limiter().succeeded(user, address, Instant::now()),
+        None => {
+            tracing::info!(account = user, %address, "failed login");
+            // The limiter logs a lock-out itself; the answer says when to try again.
+            if let Some(locked) = app.login_limiter().failed(user, address, Instant::now()) {
+                return Err(ApiError::TooManyRequests {
+                    retry_after_secs: locked.retry_after_secs(Instant::now()),
+                });
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The single access check of a `/v2` request on `repository`.
@@ -264,6 +319,7 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
 /// `GET /auth/token?service=&scope=...&offline_token=`: Basic credentials optional.
 pub async fn token_get(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
@@ -275,7 +331,7 @@ pub async fn token_get(
         .collect();
     let caller = match headers.get(header::AUTHORIZATION) {
         None => Ok(Caller::Anonymous),
-        Some(_) => match authenticate(&app, &headers).await {
+        Some(_) => match authenticate(&app, &headers, peer).await {
             // Only account credentials log in here; a token is not a login.
             Ok(c @ Caller::Account(_)) => Ok(c),
             Ok(_) => Err(token_error("invalid credentials")),
@@ -307,6 +363,7 @@ pub struct TokenForm {
 /// `POST /auth/token`, OAuth2 form (oauth.md): `grant_type=password` or `refresh_token`.
 pub async fn token_post(
     State(app): State<App>,
+    peer: Peer,
     headers: HeaderMap,
     axum::Form(form): axum::Form<TokenForm>,
 ) -> Response {
@@ -316,10 +373,10 @@ pub async fn token_post(
             let (Some(user), Some(password)) = (&form.username, &form.password) else {
                 return token_error("username and password are required");
             };
-            match app.registry().authenticate(user, password).await {
+            match check_password(&app, user, password, peer).await {
                 Ok(Some(p)) => Caller::Account(p),
                 Ok(None) => return token_error("incorrect username or password"),
-                Err(e) => return ApiError::from(e).into_response(),
+                Err(e) => return e.into_response(),
             }
         }
         "refresh_token" => {

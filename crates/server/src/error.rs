@@ -28,6 +28,9 @@ pub enum ApiError {
     RouteUnknown(String),
     #[error("method {0} is not supported here")]
     MethodUnsupported(String),
+    /// Too many failed logins for the account or the client address: try again later.
+    #[error("too many failed logins; try again in {retry_after_secs} seconds")]
+    TooManyRequests { retry_after_secs: u64 },
     /// No, bad or insufficient credentials: 401 with the challenge that says how to get them.
     #[error("{message}")]
     Unauthorized { message: String, challenge: String },
@@ -86,6 +89,7 @@ impl ApiError {
             ApiError::RouteUnknown(_) => ("UNSUPPORTED", S::NOT_FOUND),
             ApiError::MethodUnsupported(_) => ("UNSUPPORTED", S::METHOD_NOT_ALLOWED),
             ApiError::Unauthorized { .. } => ("UNAUTHORIZED", S::UNAUTHORIZED),
+            ApiError::TooManyRequests { .. } => ("TOOMANYREQUESTS", S::TOO_MANY_REQUESTS),
         }
     }
 
@@ -156,6 +160,9 @@ impl IntoResponse for ApiError {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert(header::CONTENT_RANGE, v);
                 }
+            }
+            ApiError::TooManyRequests { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::Unauthorized { challenge, .. } => {
                 if let Ok(v) = HeaderValue::from_str(challenge) {

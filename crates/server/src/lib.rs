@@ -6,7 +6,6 @@ mod auth;
 mod config;
 mod endpoint;
 mod error;
-#[allow(dead_code)] // wired in by auth.rs
 mod login_limit;
 mod metrics;
 mod observe;
@@ -57,6 +56,7 @@ struct AppInner {
     registry: Registry,
     /// Present when `[auth] enabled`.
     tokens: Option<auth::Tokens>,
+    login_limiter: login_limit::LoginLimiter,
     metrics: metrics::Metrics,
     config: Config,
 }
@@ -88,6 +88,7 @@ impl App {
             inner: Arc::new(AppInner {
                 registry,
                 tokens,
+                login_limiter: login_limit::LoginLimiter::default(),
                 metrics: metrics::Metrics::default(),
                 config,
             }),
@@ -100,6 +101,10 @@ impl App {
 
     fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    fn login_limiter(&self) -> &login_limit::LoginLimiter {
+        &self.inner.login_limiter
     }
 
     fn tokens(&self) -> Option<&auth::Tokens> {

@@ -107,10 +107,6 @@ impl LoginLimiter {
         }
     }
 
-    pub fn policy(&self) -> &LimitPolicy {
-        &self.policy
-    }
-
     /// Call before verifying a password. Refuses while the account or the address is locked;
     /// records nothing and allocates nothing, so probing cannot fill memory or extend a lock.
     /// When both are locked, the later end is reported.

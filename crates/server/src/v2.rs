@@ -39,7 +39,15 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
             .map(|r| r.to_string()),
     };
     let result = match endpoint {
-        Ok(endpoint) => match authorize(&app, &method, &endpoint, request.headers()).await {
+        Ok(endpoint) => match authorize(
+            &app,
+            &method,
+            &endpoint,
+            request.headers(),
+            auth::Peer::of(request.extensions()),
+        )
+        .await
+        {
             Ok(caller) => handle(&app, &caller, method.clone(), endpoint, request).await,
             Err(e) => Err(e),
         },
@@ -63,6 +71,7 @@ async fn authorize(
     method: &Method,
     endpoint: &Endpoint,
     headers: &HeaderMap,
+    peer: auth::Peer,
 ) -> Result<Caller, ApiError> {
     let action = match (endpoint, method) {
         (_, &Method::DELETE) if !matches!(endpoint, Endpoint::Upload(..)) => Action::Delete,
@@ -78,7 +87,7 @@ async fn authorize(
         }
         return Ok(Caller::Anonymous);
     }
-    let caller = auth::authenticate(app, headers).await?;
+    let caller = auth::authenticate(app, headers, peer).await?;
     match endpoint.repository() {
         Some(repository) => {
             auth::check(app, headers, &caller, repository, action).await?;

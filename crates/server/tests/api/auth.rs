@@ -625,3 +625,45 @@ async fn management_api_users_projects_members_robots() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn brute_force_locks_the_account_for_a_while() {
+    let mut app = start().await;
+    app.authorize(Some(&basic("admin", "guess")));
+    for _ in 0..4 {
+        assert_eq!(app.get("/v2/").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The fifth failure starts the lock-out; from then on even the right password waits.
+    let r = app.get("/v2/").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = header(&r, "retry-after")
+        .parse()
+        .expect("Retry-After seconds");
+    assert!((1..=300).contains(&retry), "{retry}");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["errors"][0]["code"], "TOOMANYREQUESTS");
+    app.authorize(Some(&basic("admin", ADMIN_PASSWORD)));
+    assert_eq!(
+        app.get("/v2/").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let r = reqwest::Client::new()
+        .get(format!("{}/auth/token?service=berth", app.base))
+        .header("authorization", basic("admin", ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the token endpoint is locked too"
+    );
+    // Other accounts are not affected.
+    app.app
+        .services()
+        .create_account("frank", "frank-pw-1", false, false)
+        .await
+        .expect("frank");
+    app.authorize(Some(&basic("frank", "frank-pw-1")));
+    assert_eq!(app.get("/v2/").await.status(), StatusCode::OK);
+}
