@@ -4,6 +4,7 @@
 mod commands;
 mod context;
 mod progress_bars;
+mod prompt;
 mod time_text;
 
 use std::process::ExitCode;

@@ -1,7 +1,5 @@
-use std::io::Read as _;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
 use berth_client::Method;
 use serde_json::{Value, json};
 
@@ -145,7 +143,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let password = match &args.command {
         AdminCommand::User(UserCommand::Add { password_stdin, .. })
         | AdminCommand::User(UserCommand::Passwd { password_stdin, .. }) => {
-            Some(read_password(*password_stdin)?)
+            Some(crate::prompt::password(*password_stdin)?)
         }
         _ => None,
     };
@@ -291,22 +289,6 @@ async fn set_robot_disabled(
     let state = if disabled { "disabled" } else { "enabled" };
     println!("Robot account {name} {state}");
     Ok(())
-}
-
-fn read_password(from_stdin: bool) -> anyhow::Result<String> {
-    let password = if from_stdin {
-        let mut p = String::new();
-        std::io::stdin()
-            .read_to_string(&mut p)
-            .context("reading the password from stdin")?;
-        p.trim_end_matches(['\n', '\r']).to_string()
-    } else {
-        rpassword::prompt_password("Password: ").context("reading the password")?
-    };
-    if password.is_empty() {
-        bail!("a password is required");
-    }
-    Ok(password)
 }
 
 /// A JSON list as a table of `columns` (or as JSON, one object per line).

@@ -1,7 +1,6 @@
-use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use berth_client::ClientError;
 use berth_client::credentials::{Credential, StoredIn, registry_key};
 use berth_client::registry::{Login, RegistryClient};
@@ -46,28 +45,11 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     if args.password.is_some() {
         eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
     }
-    let username = match args.username.clone() {
-        Some(u) => u,
-        None if args.password_stdin => bail!("--password-stdin needs --username"),
-        None => prompt_username(&domain)?,
+    let username = crate::prompt::username(args.username.clone(), args.password_stdin, &domain)?;
+    let password = match args.password.clone() {
+        Some(p) => p,
+        None => crate::prompt::password(args.password_stdin)?,
     };
-    if username.is_empty() {
-        bail!("a username is required");
-    }
-    let password = if let Some(p) = args.password.clone() {
-        p
-    } else if args.password_stdin {
-        let mut p = String::new();
-        std::io::stdin()
-            .read_to_string(&mut p)
-            .context("reading the password from stdin")?;
-        p.trim_end_matches(['\n', '\r']).to_string()
-    } else {
-        rpassword::prompt_password("Password: ").context("reading the password")?
-    };
-    if password.is_empty() {
-        bail!("a password is required");
-    }
 
     let mut settings = ctx.settings.clone();
     if args.insecure {
@@ -120,17 +102,6 @@ fn normalize_server(server: &str) -> String {
         "index.docker.io" | "registry-1.docker.io" => berth_oci::DEFAULT_DOMAIN.to_string(),
         h => h.to_string(),
     }
-}
-
-fn prompt_username(domain: &str) -> anyhow::Result<String> {
-    if !std::io::stdin().is_terminal() {
-        bail!("cannot prompt for a username: stdin is not a terminal (use --username)");
-    }
-    print!("Username for {domain}: ");
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(line.trim().to_string())
 }
 
 #[cfg(test)]

@@ -1,7 +1,5 @@
-use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
 use berth_client::Method;
 use berth_client::registry::RegistryClient;
 use serde_json::json;
@@ -36,29 +34,8 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         .server
         .clone()
         .unwrap_or_else(|| ctx.settings.default_registry.clone());
-    let username = match args.username.clone() {
-        Some(u) => u,
-        None if args.password_stdin => bail!("--password-stdin needs --username"),
-        None => {
-            if !std::io::stdin().is_terminal() {
-                bail!("cannot prompt for a username: stdin is not a terminal (use --username)");
-            }
-            print!("Username for {server}: ");
-            std::io::stdout().flush()?;
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line)?;
-            line.trim().to_string()
-        }
-    };
-    let password = if args.password_stdin {
-        let mut p = String::new();
-        std::io::stdin()
-            .read_to_string(&mut p)
-            .context("reading the password from stdin")?;
-        p.trim_end_matches(['\n', '\r']).to_string()
-    } else {
-        rpassword::prompt_password("Password: ").context("reading the password")?
-    };
+    let username = crate::prompt::username(args.username.clone(), args.password_stdin, &server)?;
+    let password = crate::prompt::password(args.password_stdin)?;
     let mut settings = ctx.settings.clone();
     if args.insecure {
         settings

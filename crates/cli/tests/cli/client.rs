@@ -2,23 +2,13 @@
 //! `berth serve` and against CNCF distribution with htpasswd auth, with skopeo checking what
 //! berth pushed and what its local store holds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common::*;
 use crate::harness::*;
-
-fn policy(dir: &Path) -> PathBuf {
-    let policy = dir.join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-    )
-    .expect("write policy");
-    policy
-}
 
 /// Puts an image of `layers` layers into `registry` as `repo:tag` with skopeo; returns the
 /// manifest descriptor.

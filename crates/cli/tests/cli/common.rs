@@ -199,3 +199,14 @@ pub fn skopeo(args: &[&str], policy: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A containers-policy.json accepting anything, for skopeo's `--policy`.
+pub fn policy(dir: &Path) -> PathBuf {
+    let policy = dir.join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .expect("write policy");
+    policy
+}

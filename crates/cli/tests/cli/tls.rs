@@ -89,16 +89,6 @@ fn start_tls(dir: &Path, pki: &TestPki, env: &[(&str, &str)]) -> Server {
     server
 }
 
-fn policy(dir: &Path) -> PathBuf {
-    let policy = dir.join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-    )
-    .expect("write policy");
-    policy
-}
-
 /// skopeo with certificate checks explicitly on, whatever registries.conf says.
 fn skopeo_run(policy: &Path, args: &[&str]) -> Output {
     Command::new("skopeo")
