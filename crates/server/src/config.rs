@@ -36,8 +36,8 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Require credentials as the project rules say. Off, everyone may do everything (a
-    /// development registry).
+    /// Require credentials as the project rules say (the default). Off, everyone may do
+    /// everything: a throw-away development registry.
     pub enabled: bool,
     /// The token service name: the `service` of challenges and the `aud` of tokens.
     pub service: String,
@@ -57,7 +57,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             service: "berth".into(),
             token_lifetime_secs: 300,
             auto_create_projects: false,

@@ -29,6 +29,8 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
+            // An open registry unless the test turns accounts on.
+            .env("BERTH_AUTH_ENABLED", "false")
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

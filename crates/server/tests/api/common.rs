@@ -32,6 +32,8 @@ impl TestApp {
             shutdown_grace_secs: 5,
             ..Config::default()
         };
+        // The API tests speak to an open registry; `auth.rs` turns accounts back on.
+        config.auth.enabled = false;
         tweak(&mut config);
         let app = App::open(config).await.expect("open app");
         let handle = app.clone();
