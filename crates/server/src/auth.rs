@@ -210,13 +210,13 @@ pub async fn check(
             if claims.allows("repository", repository.as_str(), action.as_str()) {
                 return Ok(());
             }
-            // token.md: an insufficient token is answered with a challenge for the scope.
-            Err(unauthorized(
-                app,
-                headers,
-                scope,
-                "the token does not grant this",
-            ))
+            // token.md / RFC 6750 3.1: a token short of the scope is answered with a challenge
+            // for it, marked `insufficient_scope`.
+            let mut refusal = unauthorized(app, headers, scope, "the token does not grant this");
+            if let ApiError::Unauthorized { challenge, .. } = &mut refusal {
+                challenge.push_str(",error=\"insufficient_scope\"");
+            }
+            Err(refusal)
         }
         Caller::Anonymous => {
             if allowed(app, caller, repository).await?.allows(action) {
@@ -285,9 +285,6 @@ pub fn unauthorized(
             Action::Delete => "delete",
         };
         challenge.push_str(&format!(",scope=\"repository:{repository}:{actions}\""));
-        if !matches!(action, Action::Pull) || message.contains("token") {
-            challenge.push_str(",error=\"insufficient_scope\"");
-        }
     }
     ApiError::Unauthorized {
         message: message.to_string(),
@@ -343,7 +340,7 @@ pub async fn token_get(
     };
     let offline = get("offline_token") == Some("true");
     match caller {
-        Ok(caller) => issue(&app, &headers, get("service"), &caller, &scopes, offline).await,
+        Ok(caller) => issue(&app, get("service"), &caller, &scopes, offline).await,
         Err(response) => response,
     }
 }
@@ -364,7 +361,6 @@ pub struct TokenForm {
 pub async fn token_post(
     State(app): State<App>,
     peer: Peer,
-    headers: HeaderMap,
     axum::Form(form): axum::Form<TokenForm>,
 ) -> Response {
     let scopes: Vec<&str> = form.scope.split(' ').filter(|s| !s.is_empty()).collect();
@@ -396,15 +392,7 @@ pub async fn token_post(
         _ => return token_error("unsupported grant_type"),
     };
     let offline = form.access_type.as_deref() == Some("offline");
-    issue(
-        &app,
-        &headers,
-        form.service.as_deref(),
-        &caller,
-        &scopes,
-        offline,
-    )
-    .await
+    issue(&app, form.service.as_deref(), &caller, &scopes, offline).await
 }
 
 fn token_error(message: &str) -> Response {
@@ -419,7 +407,6 @@ fn token_error(message: &str) -> Response {
 /// Token"): a scope the caller may not use is left out, not refused.
 async fn issue(
     app: &App,
-    _headers: &HeaderMap,
     service: Option<&str>,
     caller: &Caller,
     scopes: &[&str],

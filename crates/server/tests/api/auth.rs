@@ -95,6 +95,10 @@ async fn challenge_then_token_then_push_and_pull() {
     let r = app.get("/v2/team/web/manifests/v1").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(
+        !header(&r, "www-authenticate").contains("error="),
+        "no token was presented, so no token error"
+    );
+    assert!(
         header(&r, "www-authenticate").contains("scope=\"repository:team/web:pull\""),
         "{:?}",
         r.headers()
@@ -236,9 +240,13 @@ async fn roles_decide_and_attacks_are_refused() {
         app.get("/v2/team/other/manifests/v1").await.status(),
         StatusCode::OK
     );
-    assert_eq!(
-        app.get("/v2/team/web/manifests/v1").await.status(),
-        StatusCode::UNAUTHORIZED
+    let r = app.get("/v2/team/web/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = header(&r, "www-authenticate").to_string();
+    assert!(
+        challenge.contains("scope=\"repository:team/web:pull\"")
+            && challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
     );
 
     // Tampered payload: claims rewritten to team/web, signature kept.
