@@ -184,7 +184,7 @@ fn dummy_hash() -> Result<String> {
 }
 
 /// argon2 is deliberately slow: keep it off the async workers.
-async fn hash(password: String) -> Result<String> {
+pub(crate) async fn hash(password: String) -> Result<String> {
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(|e| Error::Internal(format!("password hashing task: {e}")))?

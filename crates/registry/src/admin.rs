@@ -5,8 +5,8 @@
 use berth_meta::{ProjectRecord, RobotPermission, RobotRecord, Role, UserRecord, unix_now};
 use berth_oci::Repository;
 
-use crate::accounts::{ROBOT_PREFIX, validate_account_name};
-use crate::passwords::{generate_secret, hash_password};
+use crate::accounts::{ROBOT_PREFIX, hash, validate_account_name};
+use crate::passwords::generate_secret;
 use crate::{Error, Principal, Registry, Result};
 
 /// A robot account just created: its login name and its secret, shown once.
@@ -118,12 +118,7 @@ impl Registry {
                 "passwords have at least 8 characters".into(),
             ));
         }
-        let hash = {
-            let password = password.to_string();
-            tokio::task::spawn_blocking(move || hash_password(&password))
-                .await
-                .map_err(|e| Error::Internal(format!("password hashing task: {e}")))??
-        };
+        let hash = hash(password.to_string()).await?;
         if !self.meta.set_password(name, &hash).await? {
             return Err(not_found("user", name));
         }
@@ -254,12 +249,7 @@ impl Registry {
             }
         }
         let secret = generate_secret();
-        let secret_hash = {
-            let s = secret.clone();
-            tokio::task::spawn_blocking(move || hash_password(&s))
-                .await
-                .map_err(|e| Error::Internal(format!("hashing task: {e}")))??
-        };
+        let secret_hash = hash(secret.clone()).await?;
         self.meta
             .create_robot(&RobotRecord {
                 name: name.to_string(),
