@@ -5,6 +5,7 @@
 //! [`MetaStore`] is composed of small role traits; every backend passes [`testsuite::run`].
 
 mod accounts;
+mod audit;
 mod sqlite;
 pub mod testsuite;
 
@@ -14,6 +15,7 @@ use berth_oci::{Digest, Repository, Tag};
 pub use accounts::{
     Accounts, ProjectRecord, RobotPermission, RobotRecord, Role, UnknownRole, UserRecord,
 };
+pub use audit::{AuditEvent, AuditLog, AuditQuery, AuditRecord};
 pub use sqlite::SqliteMeta;
 
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +183,9 @@ pub trait UploadSessions: Send + Sync {
 }
 
 #[async_trait]
-pub trait MetaStore: BlobIndex + ManifestIndex + Catalog + UploadSessions + Accounts {
+pub trait MetaStore:
+    BlobIndex + ManifestIndex + Catalog + UploadSessions + Accounts + AuditLog
+{
     /// The database answers (for `/readyz`).
     async fn check(&self) -> Result<()>;
 }

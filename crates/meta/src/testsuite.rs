@@ -3,8 +3,8 @@
 use berth_oci::{Digest, Repository, Tag};
 
 use crate::{
-    BlobRecord, MetaError, MetaStore, NewManifest, ProjectRecord, RobotPermission, RobotRecord,
-    Role, UploadRecord, UserRecord,
+    AuditEvent, AuditQuery, AuditRecord, BlobRecord, MetaError, MetaStore, NewManifest,
+    ProjectRecord, RobotPermission, RobotRecord, Role, UploadRecord, UserRecord,
 };
 
 fn repo(s: &str) -> Repository {
@@ -47,6 +47,7 @@ pub async fn run(meta: &dyn MetaStore) {
     listings_page(meta).await;
     upload_sessions(meta).await;
     accounts(meta).await;
+    audit_log(meta).await;
 }
 
 async fn blobs_are_per_repository(meta: &dyn MetaStore) {
@@ -479,4 +480,100 @@ async fn accounts(meta: &dyn MetaStore) {
     let first = meta.signing_key(b"key-one").await.expect("key");
     assert_eq!(first, b"key-one");
     assert_eq!(meta.signing_key(b"key-two").await.expect("key"), b"key-one");
+}
+
+async fn audit_log(meta: &dyn MetaStore) {
+    let event = |at: i64, actor: &str, action: &str, project: Option<&str>| AuditEvent {
+        at,
+        actor: actor.into(),
+        source: Some("127.0.0.1".into()),
+        action: action.into(),
+        project: project.map(str::to_string),
+        resource: format!("{}/app:1", project.unwrap_or("-")),
+        detail: String::new(),
+    };
+    let all = |limit| AuditQuery {
+        limit,
+        ..AuditQuery::default()
+    };
+    assert_eq!(meta.events(&all(10)).await.expect("events"), []);
+    let mut ids = Vec::new();
+    for e in [
+        event(100, "alice", "push", Some("team")),
+        event(101, "bob", "delete.tag", Some("team")),
+        event(102, "anonymous", "login.failed", None),
+        event(103, "alice", "delete.manifest", Some("ops")),
+        event(104, "alice", "delete_manifest", Some("ops")),
+    ] {
+        ids.push(meta.record_event(&e).await.expect("record"));
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+
+    // Newest first, stored as given.
+    let newest = meta.events(&all(2)).await.expect("events");
+    assert_eq!(newest.len(), 2);
+    assert_eq!(newest[0].id, ids[4]);
+    assert_eq!(
+        newest[1].event,
+        event(103, "alice", "delete.manifest", Some("ops"))
+    );
+    // The next page starts below the last id seen.
+    let next = meta
+        .events(&AuditQuery {
+            before: Some(newest[1].id),
+            ..all(10)
+        })
+        .await
+        .expect("page");
+    assert_eq!(
+        next.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [ids[2], ids[1], ids[0]]
+    );
+
+    let actions = |records: Vec<AuditRecord>| -> Vec<String> {
+        records.into_iter().map(|r| r.event.action).collect()
+    };
+    let by = |q: AuditQuery| async move { actions(meta.events(&q).await.expect("query")) };
+    assert_eq!(
+        by(AuditQuery {
+            actor: Some("alice".into()),
+            ..all(10)
+        })
+        .await,
+        ["delete_manifest", "delete.manifest", "push"]
+    );
+    // A trailing dot is a prefix, matched literally (`_` is no wildcard).
+    assert_eq!(
+        by(AuditQuery {
+            action: Some("delete.".into()),
+            ..all(10)
+        })
+        .await,
+        ["delete.manifest", "delete.tag"]
+    );
+    assert_eq!(
+        by(AuditQuery {
+            action: Some("delete".into()),
+            ..all(10)
+        })
+        .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        by(AuditQuery {
+            project: Some("team".into()),
+            ..all(10)
+        })
+        .await,
+        ["delete.tag", "push"]
+    );
+    assert_eq!(
+        by(AuditQuery {
+            since: Some(102),
+            project: Some("ops".into()),
+            ..all(1)
+        })
+        .await,
+        ["delete_manifest"]
+    );
 }

@@ -64,7 +64,11 @@ fn not_found(what: &str, name: &str) -> Error {
 }
 
 impl Registry {
-    async fn require_project_admin(&self, who: &Principal, project: &str) -> Result<ProjectRecord> {
+    pub(crate) async fn require_project_admin(
+        &self,
+        who: &Principal,
+        project: &str,
+    ) -> Result<ProjectRecord> {
         require_account(who)?;
         let record = self
             .meta

@@ -5,6 +5,7 @@
 mod access;
 pub mod accounts;
 pub mod admin;
+pub mod audit;
 mod blobs;
 mod error;
 mod listings;
@@ -21,6 +22,7 @@ use berth_meta::MetaStore;
 use berth_storage::BlobStore;
 
 pub use access::{AccessPolicy, Action, AllowAll, Principal};
+pub use audit::{Audit, AuditAction};
 pub use blobs::RangeRequest;
 pub use error::{Error, Result};
 pub use listings::MAX_PAGE;

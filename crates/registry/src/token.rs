@@ -556,7 +556,7 @@ fn base32(bytes: &[u8]) -> String {
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`. The date is Howard Hinnant's
 /// `civil_from_days`, shifted so that years start on March 1st and leap days come last.
-fn rfc3339_utc(secs: u64) -> String {
+pub fn rfc3339_utc(secs: u64) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let z = days + 719_468; // days from 0000-03-01 to 1970-01-01
     let era = z / 146_097;

@@ -10,7 +10,8 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use berth_meta::{RobotPermission, Role};
-use berth_registry::Principal;
+use berth_registry::audit::actor_name;
+use berth_registry::{Audit, AuditAction, Principal};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,6 +38,7 @@ pub fn routes() -> Router<App> {
             put(set_member).delete(remove_member),
         )
         .route("/api/v1/robots", get(robots).post(create_robot))
+        .route("/api/v1/audit", get(audit_events))
         .route("/api/v1/signup", axum::routing::post(signup))
         .route(
             "/api/v1/robots/{name}",
@@ -61,6 +63,11 @@ async fn caller(app: &App, headers: &HeaderMap, peer: Peer) -> Result<Principal,
         ));
     }
     Ok(principal)
+}
+
+/// Records a change the caller just made, from where it made it.
+async fn record(app: &App, who: &Principal, peer: Peer, event: Audit) {
+    app.registry().record(&actor_name(who), peer.0, event).await;
 }
 
 /// A JSON body, or a 400 that says what is wrong with it.
@@ -97,6 +104,8 @@ async fn create_user(
     app.registry()
         .admin_create_user(&who, &u.name, &u.password, u.admin)
         .await?;
+    let event = Audit::new(AuditAction::UserCreate, &u.name).detail(format!("admin={}", u.admin));
+    record(&app, &who, peer, event).await;
     Ok(created(json!({ "name": u.name, "admin": u.admin })))
 }
 
@@ -125,6 +134,7 @@ async fn delete_user(
 ) -> ApiResult {
     let who = caller(&app, &headers, peer).await?;
     app.registry().admin_delete_user(&who, &name).await?;
+    record(&app, &who, peer, Audit::new(AuditAction::UserDelete, name)).await;
     Ok(no_content())
 }
 
@@ -146,6 +156,13 @@ async fn change_password(
     app.registry()
         .change_password(&who, &name, &p.password)
         .await?;
+    record(
+        &app,
+        &who,
+        peer,
+        Audit::new(AuditAction::UserPassword, name),
+    )
+    .await;
     Ok(no_content())
 }
 
@@ -168,6 +185,10 @@ async fn create_project(
     app.registry()
         .admin_create_project(&who, &p.name, p.public)
         .await?;
+    let event = Audit::new(AuditAction::ProjectCreate, &p.name)
+        .project(&p.name)
+        .detail(format!("public={}", p.public));
+    record(&app, &who, peer, event).await;
     Ok(created(json!({ "name": p.name, "public": p.public })))
 }
 
@@ -201,6 +222,10 @@ async fn update_project(
     app.registry()
         .admin_set_project_public(&who, &name, u.public)
         .await?;
+    let event = Audit::new(AuditAction::ProjectVisibility, &name)
+        .project(&name)
+        .detail(format!("public={}", u.public));
+    record(&app, &who, peer, event).await;
     Ok(axum::Json(json!({ "name": name, "public": u.public })).into_response())
 }
 
@@ -212,6 +237,8 @@ async fn delete_project(
 ) -> ApiResult {
     let who = caller(&app, &headers, peer).await?;
     app.registry().admin_delete_project(&who, &name).await?;
+    let event = Audit::new(AuditAction::ProjectDelete, &name).project(&name);
+    record(&app, &who, peer, event).await;
     Ok(no_content())
 }
 
@@ -251,6 +278,10 @@ async fn set_member(
     app.registry()
         .admin_set_member(&who, &name, &user, role)
         .await?;
+    let event = Audit::new(AuditAction::MemberSet, &user)
+        .project(&name)
+        .detail(format!("role={role}"));
+    record(&app, &who, peer, event).await;
     Ok(axum::Json(json!({ "user": user, "role": role.as_str() })).into_response())
 }
 
@@ -264,6 +295,8 @@ async fn remove_member(
     app.registry()
         .admin_remove_member(&who, &name, &user)
         .await?;
+    let event = Audit::new(AuditAction::MemberRemove, &user).project(&name);
+    record(&app, &who, peer, event).await;
     Ok(no_content())
 }
 
@@ -295,6 +328,12 @@ async fn create_robot(
     let expires_at = r
         .expires_in_days
         .map(|d| berth_meta::unix_now() + i64::from(d) * 86_400);
+    let granted = r
+        .permissions
+        .iter()
+        .map(|g| format!("{}:{}", g.project, g.actions.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ");
     let permissions = r
         .permissions
         .into_iter()
@@ -307,6 +346,12 @@ async fn create_robot(
         .registry()
         .admin_create_robot(&who, &r.name, permissions, expires_at)
         .await?;
+    let mut detail = format!("permissions={granted}");
+    if let Some(at) = expires_at {
+        detail.push_str(&format!(" expires_at={at}"));
+    }
+    let event = Audit::new(AuditAction::RobotCreate, &robot.login).detail(detail);
+    record(&app, &who, peer, event).await;
     Ok(created(json!({
         "name": robot.login,
         "secret": robot.secret,
@@ -358,6 +403,17 @@ async fn update_robot(
     app.registry()
         .admin_set_robot_disabled(&who, robot_name(&name), u.disabled)
         .await?;
+    let action = if u.disabled {
+        AuditAction::RobotDisable
+    } else {
+        AuditAction::RobotEnable
+    };
+    let login = format!(
+        "{}{}",
+        berth_registry::accounts::ROBOT_PREFIX,
+        robot_name(&name)
+    );
+    record(&app, &who, peer, Audit::new(action, login)).await;
     Ok(axum::Json(json!({ "name": name, "disabled": u.disabled })).into_response())
 }
 
@@ -371,6 +427,18 @@ async fn delete_robot(
     app.registry()
         .admin_delete_robot(&who, robot_name(&name))
         .await?;
+    let login = format!(
+        "{}{}",
+        berth_registry::accounts::ROBOT_PREFIX,
+        robot_name(&name)
+    );
+    record(
+        &app,
+        &who,
+        peer,
+        Audit::new(AuditAction::RobotDelete, login),
+    )
+    .await;
     Ok(no_content())
 }
 
@@ -384,7 +452,7 @@ struct Signup {
 }
 
 /// `POST /api/v1/signup`: a new account for anyone, when `[auth] allow_signup` is on.
-async fn signup(State(app): State<App>, bytes: axum::body::Bytes) -> ApiResult {
+async fn signup(State(app): State<App>, peer: Peer, bytes: axum::body::Bytes) -> ApiResult {
     if app.tokens().is_none() || !app.config().auth.allow_signup {
         return Err(ApiError::Registry(berth_registry::Error::Denied(
             "sign-up is closed on this registry; ask an administrator for an account".into(),
@@ -401,7 +469,93 @@ async fn signup(State(app): State<App>, bytes: axum::body::Bytes) -> ApiResult {
         .create_account(&s.name, &s.password, false, public)
         .await?;
     tracing::info!(account = %s.name, "signed up");
+    let event = Audit::new(AuditAction::UserSignup, &s.name)
+        .project(&s.name)
+        .detail(format!("public={public}"));
+    app.registry().record(&s.name, peer.0, event).await;
     Ok(created(
         json!({ "name": s.name, "namespace": s.name, "public": public }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    actor: Option<String>,
+    action: Option<String>,
+    project: Option<String>,
+    /// Unix seconds.
+    since: Option<i64>,
+    /// An event id: the page below it.
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/audit`: the audit log, newest first. System administrators read all of it;
+/// a project admin reads its project's events (`?project=` required).
+async fn audit_events(
+    State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
+    let params: AuditParams = serde_urlencoded::from_str(raw.as_deref().unwrap_or_default())
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    let query = berth_meta::AuditQuery {
+        actor: params.actor,
+        action: params.action,
+        project: params.project,
+        since: params.since,
+        before: params.before,
+        limit: params
+            .limit
+            .unwrap_or(100)
+            .clamp(1, berth_registry::audit::MAX_AUDIT_PAGE),
+    };
+    let records = app.registry().audit_events(&who, query.clone()).await?;
+    let full_page = records.len() == query.limit as usize;
+    let next = records.last().filter(|_| full_page).map(|last| last.id);
+    let list: Vec<Value> = records
+        .into_iter()
+        .map(|r| {
+            let e = r.event;
+            json!({
+                "id": r.id,
+                "at": e.at,
+                "time": berth_registry::token::rfc3339_utc(u64::try_from(e.at).unwrap_or(0)),
+                "actor": e.actor,
+                "source": e.source,
+                "action": e.action,
+                "project": e.project,
+                "resource": e.resource,
+                "detail": e.detail,
+            })
+        })
+        .collect();
+    let mut response = axum::Json(list).into_response();
+    if let Some(before) = next {
+        // The next page, as `/v2` listings do it (RFC 5988).
+        let mut pairs = serde_urlencoded::to_string(
+            [
+                ("actor", query.actor.as_deref()),
+                ("action", query.action.as_deref()),
+                ("project", query.project.as_deref()),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v.to_string())))
+            .chain(query.since.map(|s| ("since", s.to_string())))
+            .chain([
+                ("limit", query.limit.to_string()),
+                ("before", before.to_string()),
+            ])
+            .collect::<Vec<_>>(),
+        )
+        .map_err(|e| ApiError::from(berth_registry::Error::Internal(e.to_string())))?;
+        pairs = format!("</api/v1/audit?{pairs}>; rel=\"next\"");
+        if let Ok(value) = http::HeaderValue::from_str(&pairs) {
+            response.headers_mut().insert(http::header::LINK, value);
+        }
+    }
+    Ok(response)
 }

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use berth_oci::Repository;
 use berth_registry::permissions::Actions;
 use berth_registry::token::{Claims, ResourceAccess, SigningKey, TokenIssuer, TokenVerifier};
-use berth_registry::{Action, Principal};
+use berth_registry::{Action, Audit, AuditAction, Principal};
 use http::request::Parts;
 use http::{HeaderMap, header};
 use serde::Deserialize;
@@ -185,8 +185,18 @@ async fn check_password(
         Some(_) => app.login_limiter().succeeded(user, address, Instant::now()),
         None => {
             tracing::info!(account = user, %address, "failed login");
+            // Requests refused during a lock-out (above) are not recorded: they cost nothing,
+            // and an attacker must not be able to fill the log.
+            let event = Audit::new(AuditAction::LoginFailed, user)
+                .detail("incorrect username or password, or a disabled account");
+            app.registry().record(user, peer.0, event).await;
             // The limiter logs a lock-out itself; the answer says when to try again.
             if let Some(locked) = app.login_limiter().failed(user, address, Instant::now()) {
+                let event = Audit::new(AuditAction::LoginFailed, user).detail(format!(
+                    "locked out for {} s",
+                    locked.retry_after_secs(Instant::now())
+                ));
+                app.registry().record(user, peer.0, event).await;
                 return Err(ApiError::TooManyRequests {
                     retry_after_secs: locked.retry_after_secs(Instant::now()),
                 });
@@ -385,7 +395,14 @@ pub async fn token_post(
             };
             match app.registry().principal_of(&claims.sub).await {
                 Ok(Some(p)) => Caller::Account(p),
-                Ok(None) => return token_error("the refresh token's account is gone"),
+                Ok(None) => {
+                    // A login by a known account that may no longer log in (a validly signed
+                    // refresh token: this cannot be sent in bulk by a stranger).
+                    let event = Audit::new(AuditAction::LoginFailed, &claims.sub)
+                        .detail("account disabled, expired or removed (refresh token)");
+                    app.registry().record(&claims.sub, peer.0, event).await;
+                    return token_error("the refresh token's account is gone");
+                }
                 Err(e) => return ApiError::from(e).into_response(),
             }
         }

@@ -5,7 +5,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use berth_oci::{Digest, ManifestRef, Repository, Tag};
-use berth_registry::{Action, MountOutcome, Principal, RangeRequest, UploadStatus};
+use berth_registry::audit::actor_name;
+use berth_registry::{
+    Action, Audit, AuditAction, MountOutcome, Principal, RangeRequest, UploadStatus,
+};
 use berth_storage::ByteStream;
 use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -38,17 +41,16 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
             .and_then(|e| e.repository())
             .map(|r| r.to_string()),
     };
+    let peer = auth::Peer::of(request.extensions());
     let result = match endpoint {
-        Ok(endpoint) => match authorize(
-            &app,
-            &method,
-            &endpoint,
-            request.headers(),
-            auth::Peer::of(request.extensions()),
-        )
-        .await
-        {
-            Ok(caller) => handle(&app, &caller, method.clone(), endpoint, request).await,
+        Ok(endpoint) => match authorize(&app, &method, &endpoint, request.headers(), peer).await {
+            Ok(caller) => {
+                let who = Who {
+                    caller: &caller,
+                    peer,
+                };
+                handle(&app, who, method.clone(), endpoint, request).await
+            }
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -96,7 +98,12 @@ async fn authorize(
                 && let Principal::User { name, .. } = caller.principal()
                 && app.registry().ensure_project(repository, &name).await?
             {
-                tracing::info!(project = repository.project(), user = %name, "project created on push");
+                let project = repository.project();
+                tracing::info!(project, user = %name, "project created on push");
+                let event = Audit::new(AuditAction::ProjectCreate, project)
+                    .project(project)
+                    .detail("created by a push (auto_create_projects)");
+                app.registry().record(&name, peer.0, event).await;
             }
         }
         // token.md: `GET /v2/` without credentials answers 401 with the challenge, which is how
@@ -114,13 +121,29 @@ async fn authorize(
     Ok(caller)
 }
 
+/// Who is calling, and from where: for the access decisions and the audit log.
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    caller: &'a Caller,
+    peer: auth::Peer,
+}
+
+impl Who<'_> {
+    /// Records an event that just happened, by this caller.
+    async fn record(&self, app: &App, event: Audit) {
+        let actor = actor_name(&self.caller.principal());
+        app.registry().record(&actor, self.peer.0, event).await;
+    }
+}
+
 async fn handle(
     app: &App,
-    caller: &Caller,
+    who: Who<'_>,
     method: Method,
     endpoint: Endpoint,
     request: Request,
 ) -> ApiResult {
+    let caller = who.caller;
     let query = Query::parse(request.uri().query())?;
     let headers = request.headers().clone();
     match (endpoint, method) {
@@ -130,6 +153,7 @@ async fn handle(
         (Endpoint::Manifest(repo, reference), Method::PUT) => {
             put_manifest(
                 app,
+                who,
                 &repo,
                 &reference,
                 &query,
@@ -140,11 +164,25 @@ async fn handle(
         }
         (Endpoint::Manifest(repo, reference), Method::DELETE) => {
             app.registry().delete_manifest(&repo, &reference).await?;
+            let (action, what) = match &reference {
+                ManifestRef::Tag(tag) => (AuditAction::DeleteTag, format!("{repo}:{tag}")),
+                ManifestRef::Digest(digest) => {
+                    (AuditAction::DeleteManifest, format!("{repo}@{digest}"))
+                }
+            };
+            who.record(app, Audit::on_repository(action, &repo, what))
+                .await;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Endpoint::Manifest(repo, reference), _) => get_manifest(app, &repo, &reference).await,
         (Endpoint::Blob(repo, digest), Method::DELETE) => {
             app.registry().delete_blob(&repo, &digest).await?;
+            let what = format!("{repo}@{digest}");
+            who.record(
+                app,
+                Audit::on_repository(AuditAction::DeleteBlob, &repo, what),
+            )
+            .await;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Endpoint::Blob(repo, digest), method) => {
@@ -430,6 +468,7 @@ async fn get_manifest(app: &App, repo: &Repository, reference: &ManifestRef) -> 
 
 async fn put_manifest(
     app: &App,
+    who: Who<'_>,
     repo: &Repository,
     reference: &ManifestRef,
     query: &Query,
@@ -467,8 +506,18 @@ async fn put_manifest(
         .and_then(|v| v.to_str().ok());
     let put = app
         .registry()
-        .put_manifest(repo, reference, content_type, content, extra_tags)
+        .put_manifest(repo, reference, content_type, content, extra_tags.clone())
         .await?;
+    let what = match reference {
+        ManifestRef::Tag(tag) => format!("{repo}:{tag}@{}", put.digest),
+        ManifestRef::Digest(_) => format!("{repo}@{}", put.digest),
+    };
+    let mut event = Audit::on_repository(AuditAction::Push, repo, what);
+    if !extra_tags.is_empty() {
+        let tags: Vec<String> = extra_tags.iter().map(ToString::to_string).collect();
+        event = event.detail(format!("tags={}", tags.join(",")));
+    }
+    who.record(app, event).await;
     let mut response = (StatusCode::CREATED, Body::empty()).into_response();
     let h = response.headers_mut();
     h.insert(

@@ -40,6 +40,48 @@ enum AdminCommand {
     /// Robot accounts for CI: a name and a secret, limited to projects and actions.
     #[command(subcommand)]
     Robot(RobotCommand),
+    /// The audit log, newest first: pushes, deletes, failed logins, permission changes.
+    /// System administrators read all of it; a project admin names its project.
+    #[command(
+        after_help = "Examples:\n  berth admin --registry localhost:5000 audit --since 24h\n  berth admin --registry localhost:5000 audit --project team --action delete.\n  berth admin --registry localhost:5000 audit --action login.failed --format json"
+    )]
+    Audit {
+        /// Only events by this account (`robot$name` for robots)
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action (push, delete.tag, login.failed, member.set, ...) or a prefix
+        /// ending in `.` (delete.)
+        #[arg(long)]
+        action: Option<String>,
+        /// Only events in this project
+        #[arg(long)]
+        project: Option<String>,
+        /// Only events this recent: 90s, 30m, 24h, 7d
+        #[arg(long, value_parser = parse_age)]
+        since: Option<u64>,
+        /// At most this many events
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+/// `90s`, `30m`, `24h`, `7d` (or plain seconds) as seconds.
+fn parse_age(text: &str) -> Result<u64, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |at| text.split_at(at));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 90s, 30m, 24h or 7d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: one of s, m, h, d")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 #[derive(clap::Subcommand)]
@@ -267,6 +309,31 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             AdminCommand::Robot(RobotCommand::Enable { name }) => {
                 set_robot_disabled(&client, &name, false).await?;
             }
+            AdminCommand::Audit {
+                actor,
+                action,
+                project,
+                since,
+                limit,
+            } => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+                query.extend(actor.map(|a| ("actor", a)));
+                query.extend(action.map(|a| ("action", a)));
+                query.extend(project.map(|p| ("project", p)));
+                query.extend(since.map(|s| ("since", now.saturating_sub(s).to_string())));
+                let path = format!("/api/v1/audit?{}", serde_urlencoded::to_string(&query)?);
+                let list = call(Method::GET, path, None).await?;
+                show(
+                    &list,
+                    json,
+                    &[
+                        "time", "actor", "source", "action", "project", "resource", "detail",
+                    ],
+                );
+            }
         }
         anyhow::Ok(())
     })?;
@@ -329,4 +396,21 @@ fn show(list: &Value, json: bool, columns: &[&str]) {
         );
     }
     print_table(&rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_age;
+
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("90"), Ok(90));
+        assert_eq!(parse_age("90s"), Ok(90));
+        assert_eq!(parse_age("30m"), Ok(1800));
+        assert_eq!(parse_age("24h"), Ok(86_400));
+        assert_eq!(parse_age("7d"), Ok(604_800));
+        for bad in ["", "h", "1w", "1.5h", "-1h", "99999999999999999999d"] {
+            assert!(parse_age(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -836,4 +836,33 @@ fn admin_commands_roles_and_a_denied_push() {
         out.contains("unauthorized") || out.contains("incorrect"),
         "{out}"
     );
+
+    // The audit log saw it all: bob's push, the disabled robot's failed login, the changes.
+    let log = admin_cmd(&["audit", "--since", "1h"]);
+    assert!(log.starts_with("TIME"), "{log}");
+    let line = |needle: &[&str]| log.lines().any(|l| needle.iter().all(|n| l.contains(n)));
+    assert!(
+        line(&["bob", "127.0.0.1", "push", "team", "team/web:1@"]),
+        "{log}"
+    );
+    assert!(line(&["robot$ci", "login.failed"]), "{log}");
+    assert!(line(&["admin", "robot.disable", "robot$ci"]), "{log}");
+    assert!(
+        line(&["admin", "member.set", "team", "bob", "role=developer"]),
+        "{log}"
+    );
+    let json = admin_cmd(&[
+        "--format", "json", "audit", "--actor", "bob", "--action", "push",
+    ]);
+    let events: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    assert_eq!(events.len(), 1, "{json}");
+    assert_eq!(events[0]["resource"], format!("team/web:1@{digest}"));
+    // A project admin reads its own project's log, not the whole one.
+    let out = bob.fails(&["admin", "--registry", addr, "audit"]);
+    assert!(out.contains("denied"), "{out}");
+    let own = bob.ok(&["admin", "--registry", addr, "audit", "--project", "bob"]);
+    assert_eq!(own.lines().count(), 1, "only the header: {own}");
 }

@@ -5,6 +5,7 @@
 //! busy timeout. Reads use their own pool and never block on writes (WAL).
 
 mod accounts;
+mod audit;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -675,3 +675,264 @@ async fn brute_force_locks_the_account_for_a_while() {
     app.authorize(Some(&basic("frank", "frank-pw-1")));
     assert_eq!(app.get("/v2/").await.status(), StatusCode::OK);
 }
+
+/// The events of `GET /api/v1/audit{query}` as `(actor, action, project, resource, detail)`.
+async fn audit(
+    app: &TestApp,
+    query: &str,
+    credentials: (&str, &str),
+) -> Vec<(String, String, String, String, String)> {
+    let (status, body) = api(
+        app,
+        Method::GET,
+        &format!("/api/v1/audit{query}"),
+        Some(credentials),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    body.as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| {
+            (
+                text(&e["actor"]),
+                text(&e["action"]),
+                text(&e["project"]),
+                text(&e["resource"]),
+                text(&e["detail"]),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_log_records_pushes_deletes_failed_logins_and_permission_changes() {
+    let mut app = start().await;
+    let admin = ("admin", ADMIN_PASSWORD);
+    let bob = ("bob", "bob-secret-1");
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/v1/users",
+            serde_json::json!({"name": "bob", "password": bob.1}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/projects",
+            serde_json::json!({"name": "team"}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/projects/team/members/bob",
+            serde_json::json!({"role": "developer"}),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/projects/team",
+            serde_json::json!({"public": true}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/robots",
+            serde_json::json!({"name": "ci", "permissions": [{"project": "team", "actions": ["pull"]}]}),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/robots/robot$ci",
+            serde_json::json!({"disabled": true}),
+        ),
+    ] {
+        let (status, body) = api(&app, method, path, Some(admin), Some(body)).await;
+        assert!(status.is_success(), "{path}: {status} {body}");
+    }
+    // Bob pushes, the admin deletes the tag and then the manifest; someone guesses a password.
+    app.authorize(Some(&basic(bob.0, bob.1)));
+    let (_, digest) = app.push_image("team/app", "1.0", "audited").await;
+    app.authorize(Some(&basic(admin.0, admin.1)));
+    let r = app
+        .req(Method::DELETE, "/v2/team/app/manifests/1.0")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = app
+        .req(Method::DELETE, &format!("/v2/team/app/manifests/{digest}"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    app.authorize(Some(&basic("bob", "not-his-password")));
+    assert_eq!(app.get("/v2/").await.status(), StatusCode::UNAUTHORIZED);
+    // A refused change is not a change: nothing recorded.
+    let (status, _) = api(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/team/members/bob",
+        Some(bob),
+        Some(serde_json::json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let s = |v: &str| v.to_string();
+    let events = audit(&app, "", admin).await;
+    assert_eq!(
+        events,
+        [
+            (
+                s("bob"),
+                s("login.failed"),
+                s(""),
+                s("bob"),
+                s("incorrect username or password, or a disabled account")
+            ),
+            (
+                s("admin"),
+                s("delete.manifest"),
+                s("team"),
+                format!("team/app@{digest}"),
+                s("")
+            ),
+            (
+                s("admin"),
+                s("delete.tag"),
+                s("team"),
+                s("team/app:1.0"),
+                s("")
+            ),
+            (
+                s("bob"),
+                s("push"),
+                s("team"),
+                format!("team/app:1.0@{digest}"),
+                s("")
+            ),
+            (s("admin"), s("robot.disable"), s(""), s("robot$ci"), s("")),
+            (
+                s("admin"),
+                s("robot.create"),
+                s(""),
+                s("robot$ci"),
+                s("permissions=team:pull")
+            ),
+            (
+                s("admin"),
+                s("project.visibility"),
+                s("team"),
+                s("team"),
+                s("public=true")
+            ),
+            (
+                s("admin"),
+                s("member.set"),
+                s("team"),
+                s("bob"),
+                s("role=developer")
+            ),
+            (
+                s("admin"),
+                s("project.create"),
+                s("team"),
+                s("team"),
+                s("public=false")
+            ),
+            (
+                s("admin"),
+                s("user.create"),
+                s(""),
+                s("bob"),
+                s("admin=false")
+            ),
+        ]
+    );
+    // Where from, and when.
+    let (_, raw) = api(
+        &app,
+        Method::GET,
+        "/api/v1/audit?limit=1",
+        Some(admin),
+        None,
+    )
+    .await;
+    assert_eq!(raw[0]["source"], "127.0.0.1");
+    assert!(
+        raw[0]["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{raw}"
+    );
+
+    // Filters: by actor, by action prefix, by project; paging follows `Link`.
+    let actions = |events: Vec<(String, String, String, String, String)>| -> Vec<String> {
+        events.into_iter().map(|e| e.1).collect()
+    };
+    assert_eq!(
+        actions(audit(&app, "?actor=bob", admin).await),
+        ["login.failed", "push"]
+    );
+    assert_eq!(
+        actions(audit(&app, "?action=delete.", admin).await),
+        ["delete.manifest", "delete.tag"]
+    );
+    assert_eq!(
+        actions(audit(&app, "?project=team&action=push", admin).await),
+        ["push"]
+    );
+    let r = reqwest::Client::new()
+        .get(app.url("/api/v1/audit?project=team&limit=3"))
+        .header("authorization", basic(admin.0, admin.1))
+        .send()
+        .await
+        .expect("page");
+    let link = header(&r, "link").to_string();
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.split_once('>'))
+        .map(|(path, _)| path.to_string())
+        .expect("a next link");
+    let first: Vec<Value> = r.json().await.expect("json");
+    assert_eq!(first.len(), 3);
+    let (status, rest) = api(&app, Method::GET, &next, Some(admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let rest: Vec<String> = rest
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(rest, ["project.visibility", "member.set", "project.create"]);
+
+    // Who may read it: not a plain member, not anonymous; a project admin its own project only.
+    let (status, _) = api(&app, Method::GET, "/api/v1/audit", Some(bob), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api(
+        &app,
+        Method::GET,
+        "/api/v1/audit?project=team",
+        Some(bob),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api(&app, Method::GET, "/api/v1/audit", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(audit(&app, "?project=bob", bob).await, []);
+    let (status, body) = api(
+        &app,
+        Method::GET,
+        "/api/v1/audit?action=nonsense",
+        Some(admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = api(
+        &app,
+        Method::GET,
+        "/api/v1/audit?colour=red",
+        Some(admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
