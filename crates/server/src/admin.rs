@@ -1,20 +1,28 @@
-//! The management API under `/api/v1/`: users, projects, members, robot accounts, passwords.
-//! Authenticated like the registry (Basic, or a Bearer token from `/auth/token`); each
-//! operation's permission check is in the registry crate (`admin.rs`). Errors use the same
-//! `{"errors":[{"code","message"}]}` body as `/v2`.
+//! The management API under `/api/v1/`: users, projects, members, robot accounts, passwords,
+//! sign-up and the audit log. Authenticated like the registry (Basic, or a Bearer token from
+//! `/auth/token`); each operation's permission check is in the registry crate (`admin.rs`).
+//! Errors use the same `{"errors":[{"code","message"}]}` body as `/v2`.
+//!
+//! Routes and the OpenAPI document served at `/api/v1/openapi.json` come from one place: each
+//! handler's `#[utoipa::path]` attribute, registered through `utoipa_axum::routes!`, so a route
+//! cannot exist without its description (nor the reverse).
 
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
 use berth_meta::{RobotPermission, Role};
-use berth_registry::audit::actor_name;
+use berth_registry::accounts::ROBOT_PREFIX;
+use berth_registry::audit::{MAX_AUDIT_PAGE, actor_name};
 use berth_registry::{Audit, AuditAction, Principal};
-use http::{HeaderMap, StatusCode};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::App;
 use crate::auth::{self, Peer};
@@ -22,28 +30,85 @@ use crate::error::ApiError;
 
 type ApiResult = Result<Response, ApiError>;
 
+const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "berth management API",
+        description = "Users, projects, members, robot accounts and the audit log of a berth \
+                       registry. Authenticate with HTTP Basic (a user, or `robot$name` and its \
+                       secret) or with a Bearer token from `/auth/token`.",
+    ),
+    modifiers(&Security),
+    security(("basic" = []), ("bearer" = [])),
+    tags(
+        (name = "users", description = "Accounts (system administrators)"),
+        (name = "projects", description = "Projects: the first component of repository names"),
+        (name = "members", description = "Roles in a project"),
+        (name = "robots", description = "Robot accounts for CI"),
+        (name = "audit", description = "Who did what, when, from where"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every management route, each with its OpenAPI operation. Handlers of one path go in one
+/// `routes!` (one path, several methods).
+fn api() -> OpenApiRouter<App> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(users, create_user))
+        .routes(routes!(delete_user))
+        .routes(routes!(change_password))
+        .routes(routes!(projects, create_project))
+        .routes(routes!(update_project, delete_project))
+        .routes(routes!(members))
+        .routes(routes!(set_member, remove_member))
+        .routes(routes!(robots, create_robot))
+        .routes(routes!(update_robot, delete_robot))
+        .routes(routes!(audit_events))
+        .routes(routes!(signup))
+}
+
+/// The OpenAPI 3.1 document of the management API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
 pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/api/v1/users", get(users).post(create_user))
-        .route("/api/v1/users/{name}", axum::routing::delete(delete_user))
-        .route("/api/v1/users/{name}/password", put(change_password))
-        .route("/api/v1/projects", get(projects).post(create_project))
-        .route(
-            "/api/v1/projects/{name}",
-            axum::routing::patch(update_project).delete(delete_project),
-        )
-        .route("/api/v1/projects/{name}/members", get(members))
-        .route(
-            "/api/v1/projects/{name}/members/{user}",
-            put(set_member).delete(remove_member),
-        )
-        .route("/api/v1/robots", get(robots).post(create_robot))
-        .route("/api/v1/audit", get(audit_events))
-        .route("/api/v1/signup", axum::routing::post(signup))
-        .route(
-            "/api/v1/robots/{name}",
-            axum::routing::patch(update_robot).delete(delete_robot),
-        )
+    let (router, _) = api().split_for_parts();
+    router.route(OPENAPI_PATH, axum::routing::get(openapi_json))
+}
+
+/// `GET /api/v1/openapi.json`: public, like the API's shape itself.
+async fn openapi_json() -> Response {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| {
+        openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    });
+    ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
 }
 
 /// The caller, authenticated; the API exists only when accounts are enabled.
@@ -76,7 +141,11 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-fn created(value: Value) -> Response {
+fn ok<T: Serialize>(value: T) -> Response {
+    axum::Json(value).into_response()
+}
+
+fn created<T: Serialize>(value: T) -> Response {
     (StatusCode::CREATED, axum::Json(value)).into_response()
 }
 
@@ -84,15 +153,215 @@ fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-#[derive(Deserialize)]
+/// Robot names are accepted with or without the `robot$` prefix.
+fn robot_name(name: &str) -> &str {
+    name.strip_prefix(ROBOT_PREFIX).unwrap_or(name)
+}
+
+// ---- Documents ----------------------------------------------------------------------------
+
+/// The error body of every failed request, as on `/v2`.
+#[derive(Serialize, ToSchema)]
+struct Errors {
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ErrorItem {
+    /// `UNAUTHORIZED`, `DENIED`, `NAME_UNKNOWN`, `UNSUPPORTED`, `TOOMANYREQUESTS`, ...
+    code: String,
+    message: String,
+    detail: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
     name: String,
+    /// At least 8 characters.
     password: String,
+    /// A system administrator.
     #[serde(default)]
     admin: bool,
 }
 
+#[derive(Serialize, ToSchema)]
+struct User {
+    name: String,
+    admin: bool,
+    disabled: bool,
+    /// Unix seconds.
+    created_at: i64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    /// At least 8 characters.
+    password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    name: String,
+    /// Anyone, even anonymous, may pull.
+    #[serde(default)]
+    public: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Project {
+    name: String,
+    public: bool,
+    /// The account whose personal namespace this is.
+    owner: Option<String>,
+    /// Unix seconds (absent in the answer to a creation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<i64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ProjectUpdate {
+    public: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ProjectVisibility {
+    name: String,
+    public: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Member {
+    user: String,
+    /// `guest`, `developer`, `maintainer` or `admin`.
+    role: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Membership {
+    /// `guest` (pull), `developer` (push), `maintainer` (delete), `admin` (manage).
+    role: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Grant {
+    project: String,
+    /// A subset of `pull`, `push`, `delete`.
+    actions: Vec<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewRobot {
+    /// The login becomes `robot$<name>`.
+    name: String,
+    /// `[{"project": "team", "actions": ["pull", "push"]}]`; the caller must administer
+    /// every project named.
+    permissions: Vec<Grant>,
+    /// Days until the robot stops working; absent: never.
+    expires_in_days: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct CreatedRobot {
+    /// `robot$<name>`: the login.
+    name: String,
+    /// Shown once; stored only hashed.
+    secret: String,
+    /// Unix seconds.
+    expires_at: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Robot {
+    /// `robot$<name>`.
+    name: String,
+    permissions: Vec<Grant>,
+    /// Unix seconds.
+    expires_at: Option<i64>,
+    disabled: bool,
+    created_at: i64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RobotUpdate {
+    disabled: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RobotState {
+    name: String,
+    disabled: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Signup {
+    /// Also the personal namespace: a project name, not a reserved one.
+    name: String,
+    /// At least 8 characters.
+    password: String,
+    /// Whether the personal namespace is public [default: true, as on Docker Hub].
+    public: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SignedUp {
+    name: String,
+    namespace: String,
+    public: bool,
+}
+
+/// Which events to read; every parameter narrows.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct AuditParams {
+    /// An account, or `robot$name`.
+    actor: Option<String>,
+    /// An action (`push`, `delete.tag`, `login.failed`, `member.set`, ...) or a prefix ending
+    /// in `.` (`delete.`).
+    action: Option<String>,
+    /// Required unless the caller is a system administrator.
+    project: Option<String>,
+    /// Only events at or after these Unix seconds.
+    since: Option<i64>,
+    /// Only events with a smaller id: the next page (see the `Link` header).
+    before: Option<i64>,
+    /// At most this many events [default 100, at most 1000].
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AuditEntry {
+    id: i64,
+    /// Unix seconds.
+    at: i64,
+    /// The same instant, RFC 3339 UTC.
+    time: String,
+    /// An account, `robot$name`, or `anonymous`.
+    actor: String,
+    /// The client's address.
+    source: Option<String>,
+    action: String,
+    project: Option<String>,
+    resource: String,
+    detail: String,
+}
+
+// ---- Users ------------------------------------------------------------------------------
+
+/// Create an account (system administrators).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = User), (status = 400, body = Errors),
+              (status = 401, body = Errors), (status = 403, body = Errors),
+              (status = 409, description = "The name is taken", body = Errors)))]
 async fn create_user(
     State(app): State<App>,
     peer: Peer,
@@ -106,26 +375,40 @@ async fn create_user(
         .await?;
     let event = Audit::new(AuditAction::UserCreate, &u.name).detail(format!("admin={}", u.admin));
     record(&app, &who, peer, event).await;
-    Ok(created(json!({ "name": u.name, "admin": u.admin })))
+    Ok(created(User {
+        name: u.name,
+        admin: u.admin,
+        disabled: false,
+        created_at: berth_meta::unix_now(),
+    }))
 }
 
+/// List accounts (system administrators).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = [User]), (status = 401, body = Errors),
+              (status = 403, body = Errors)))]
 async fn users(State(app): State<App>, peer: Peer, headers: HeaderMap) -> ApiResult {
     let who = caller(&app, &headers, peer).await?;
-    let list: Vec<Value> = app
+    let list: Vec<User> = app
         .registry()
         .admin_users(&who)
         .await?
         .into_iter()
-        .map(|u| {
-            json!({
-                "name": u.name, "admin": u.system_admin, "disabled": u.disabled,
-                "created_at": u.created_at,
-            })
+        .map(|u| User {
+            name: u.name,
+            admin: u.system_admin,
+            disabled: u.disabled,
+            created_at: u.created_at,
         })
         .collect();
-    Ok(axum::Json(list).into_response())
+    Ok(ok(list))
 }
 
+/// Remove an account (system administrators; not one's own).
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users",
+    params(("name" = String, Path, description = "The account")),
+    responses((status = 204), (status = 401, body = Errors), (status = 403, body = Errors),
+              (status = 404, body = Errors)))]
 async fn delete_user(
     State(app): State<App>,
     peer: Peer,
@@ -138,12 +421,11 @@ async fn delete_user(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewPassword {
-    password: String,
-}
-
+/// Change a password: one's own, or anyone's as a system administrator.
+#[utoipa::path(put, path = "/api/v1/users/{name}/password", tag = "users",
+    params(("name" = String, Path, description = "The account")), request_body = NewPassword,
+    responses((status = 204), (status = 400, body = Errors), (status = 401, body = Errors),
+              (status = 403, body = Errors), (status = 404, body = Errors)))]
 async fn change_password(
     State(app): State<App>,
     peer: Peer,
@@ -156,24 +438,18 @@ async fn change_password(
     app.registry()
         .change_password(&who, &name, &p.password)
         .await?;
-    record(
-        &app,
-        &who,
-        peer,
-        Audit::new(AuditAction::UserPassword, name),
-    )
-    .await;
+    let event = Audit::new(AuditAction::UserPassword, name);
+    record(&app, &who, peer, event).await;
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewProject {
-    name: String,
-    #[serde(default)]
-    public: bool,
-}
+// ---- Projects ---------------------------------------------------------------------------
 
+/// Create a project (private unless `public`); the caller becomes its admin.
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = NewProject,
+    responses((status = 201, body = Project), (status = 400, body = Errors),
+              (status = 401, body = Errors), (status = 403, body = Errors),
+              (status = 409, description = "The name is taken", body = Errors)))]
 async fn create_project(
     State(app): State<App>,
     peer: Peer,
@@ -189,27 +465,39 @@ async fn create_project(
         .project(&p.name)
         .detail(format!("public={}", p.public));
     record(&app, &who, peer, event).await;
-    Ok(created(json!({ "name": p.name, "public": p.public })))
+    Ok(created(Project {
+        name: p.name,
+        public: p.public,
+        owner: None,
+        created_at: None,
+    }))
 }
 
+/// The projects the caller can see: public ones, its own, all for a system administrator.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects",
+    responses((status = 200, body = [Project]), (status = 401, body = Errors)))]
 async fn projects(State(app): State<App>, peer: Peer, headers: HeaderMap) -> ApiResult {
     let who = caller(&app, &headers, peer).await?;
-    let list: Vec<Value> = app
+    let list: Vec<Project> = app
         .registry()
         .admin_projects(&who)
         .await?
         .into_iter()
-        .map(|p| json!({ "name": p.name, "public": p.public, "owner": p.owner, "created_at": p.created_at }))
+        .map(|p| Project {
+            name: p.name,
+            public: p.public,
+            owner: p.owner,
+            created_at: Some(p.created_at),
+        })
         .collect();
-    Ok(axum::Json(list).into_response())
+    Ok(ok(list))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProjectUpdate {
-    public: bool,
-}
-
+/// Make a project public or private (its admins).
+#[utoipa::path(patch, path = "/api/v1/projects/{name}", tag = "projects",
+    params(("name" = String, Path, description = "The project")), request_body = ProjectUpdate,
+    responses((status = 200, body = ProjectVisibility), (status = 401, body = Errors),
+              (status = 403, body = Errors), (status = 404, body = Errors)))]
 async fn update_project(
     State(app): State<App>,
     peer: Peer,
@@ -226,9 +514,17 @@ async fn update_project(
         .project(&name)
         .detail(format!("public={}", u.public));
     record(&app, &who, peer, event).await;
-    Ok(axum::Json(json!({ "name": name, "public": u.public })).into_response())
+    Ok(ok(ProjectVisibility {
+        name,
+        public: u.public,
+    }))
 }
 
+/// Remove a project's record, members and robot grants (its admins).
+#[utoipa::path(delete, path = "/api/v1/projects/{name}", tag = "projects",
+    params(("name" = String, Path, description = "The project")),
+    responses((status = 204), (status = 401, body = Errors), (status = 403, body = Errors),
+              (status = 404, body = Errors)))]
 async fn delete_project(
     State(app): State<App>,
     peer: Peer,
@@ -242,6 +538,13 @@ async fn delete_project(
     Ok(no_content())
 }
 
+// ---- Members ----------------------------------------------------------------------------
+
+/// A project's members (anyone who may pull from it).
+#[utoipa::path(get, path = "/api/v1/projects/{name}/members", tag = "members",
+    params(("name" = String, Path, description = "The project")),
+    responses((status = 200, body = [Member]), (status = 401, body = Errors),
+              (status = 404, body = Errors)))]
 async fn members(
     State(app): State<App>,
     peer: Peer,
@@ -249,22 +552,27 @@ async fn members(
     Path(name): Path<String>,
 ) -> ApiResult {
     let who = caller(&app, &headers, peer).await?;
-    let list: Vec<Value> = app
+    let list: Vec<Member> = app
         .registry()
         .admin_members(&who, &name)
         .await?
         .into_iter()
-        .map(|(user, role)| json!({ "user": user, "role": role.as_str() }))
+        .map(|(user, role)| Member {
+            user,
+            role: role.as_str().into(),
+        })
         .collect();
-    Ok(axum::Json(list).into_response())
+    Ok(ok(list))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Membership {
-    role: String,
-}
-
+/// Add a member, or change its role (the project's admins).
+#[utoipa::path(put, path = "/api/v1/projects/{name}/members/{user}", tag = "members",
+    params(("name" = String, Path, description = "The project"),
+           ("user" = String, Path, description = "The account")),
+    request_body = Membership,
+    responses((status = 200, body = Member), (status = 400, body = Errors),
+              (status = 401, body = Errors), (status = 403, body = Errors),
+              (status = 404, body = Errors)))]
 async fn set_member(
     State(app): State<App>,
     peer: Peer,
@@ -282,9 +590,18 @@ async fn set_member(
         .project(&name)
         .detail(format!("role={role}"));
     record(&app, &who, peer, event).await;
-    Ok(axum::Json(json!({ "user": user, "role": role.as_str() })).into_response())
+    Ok(ok(Member {
+        user,
+        role: role.as_str().into(),
+    }))
 }
 
+/// Remove a member (the project's admins).
+#[utoipa::path(delete, path = "/api/v1/projects/{name}/members/{user}", tag = "members",
+    params(("name" = String, Path, description = "The project"),
+           ("user" = String, Path, description = "The account")),
+    responses((status = 204), (status = 401, body = Errors), (status = 403, body = Errors),
+              (status = 404, body = Errors)))]
 async fn remove_member(
     State(app): State<App>,
     peer: Peer,
@@ -300,23 +617,13 @@ async fn remove_member(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRobot {
-    name: String,
-    /// `[{"project": "team", "actions": ["pull", "push"]}]`
-    permissions: Vec<Grant>,
-    /// Days until the robot stops working; none: never.
-    expires_in_days: Option<u32>,
-}
+// ---- Robots -----------------------------------------------------------------------------
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Grant {
-    project: String,
-    actions: Vec<String>,
-}
-
+/// Create a robot account; its secret is in the answer, once.
+#[utoipa::path(post, path = "/api/v1/robots", tag = "robots", request_body = NewRobot,
+    responses((status = 201, body = CreatedRobot), (status = 400, body = Errors),
+              (status = 401, body = Errors), (status = 403, body = Errors),
+              (status = 404, body = Errors), (status = 409, body = Errors)))]
 async fn create_robot(
     State(app): State<App>,
     peer: Peer,
@@ -352,45 +659,48 @@ async fn create_robot(
     }
     let event = Audit::new(AuditAction::RobotCreate, &robot.login).detail(detail);
     record(&app, &who, peer, event).await;
-    Ok(created(json!({
-        "name": robot.login,
-        "secret": robot.secret,
-        "expires_at": expires_at,
-    })))
+    Ok(created(CreatedRobot {
+        name: robot.login,
+        secret: robot.secret,
+        expires_at,
+    }))
 }
 
+/// List robot accounts (system administrators).
+#[utoipa::path(get, path = "/api/v1/robots", tag = "robots",
+    responses((status = 200, body = [Robot]), (status = 401, body = Errors),
+              (status = 403, body = Errors)))]
 async fn robots(State(app): State<App>, peer: Peer, headers: HeaderMap) -> ApiResult {
     let who = caller(&app, &headers, peer).await?;
-    let list: Vec<Value> = app
+    let list: Vec<Robot> = app
         .registry()
         .admin_robots(&who)
         .await?
         .into_iter()
-        .map(|r| {
-            json!({
-                "name": format!("{}{}", berth_registry::accounts::ROBOT_PREFIX, r.name),
-                "permissions": r.permissions.iter().map(|p| json!({"project": p.project, "actions": p.actions})).collect::<Vec<_>>(),
-                "expires_at": r.expires_at,
-                "disabled": r.disabled,
-                "created_at": r.created_at,
-            })
+        .map(|r| Robot {
+            name: format!("{ROBOT_PREFIX}{}", r.name),
+            permissions: r
+                .permissions
+                .into_iter()
+                .map(|p| Grant {
+                    project: p.project,
+                    actions: p.actions,
+                })
+                .collect(),
+            expires_at: r.expires_at,
+            disabled: r.disabled,
+            created_at: r.created_at,
         })
         .collect();
-    Ok(axum::Json(list).into_response())
+    Ok(ok(list))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RobotUpdate {
-    disabled: bool,
-}
-
-/// Robot names are accepted with or without the `robot$` prefix.
-fn robot_name(name: &str) -> &str {
-    name.strip_prefix(berth_registry::accounts::ROBOT_PREFIX)
-        .unwrap_or(name)
-}
-
+/// Disable or enable a robot account (system administrators).
+#[utoipa::path(patch, path = "/api/v1/robots/{name}", tag = "robots",
+    params(("name" = String, Path, description = "`robot$name` or `name`")),
+    request_body = RobotUpdate,
+    responses((status = 200, body = RobotState), (status = 401, body = Errors),
+              (status = 403, body = Errors), (status = 404, body = Errors)))]
 async fn update_robot(
     State(app): State<App>,
     peer: Peer,
@@ -408,15 +718,19 @@ async fn update_robot(
     } else {
         AuditAction::RobotEnable
     };
-    let login = format!(
-        "{}{}",
-        berth_registry::accounts::ROBOT_PREFIX,
-        robot_name(&name)
-    );
-    record(&app, &who, peer, Audit::new(action, login)).await;
-    Ok(axum::Json(json!({ "name": name, "disabled": u.disabled })).into_response())
+    let login = format!("{ROBOT_PREFIX}{}", robot_name(&name));
+    record(&app, &who, peer, Audit::new(action, login.clone())).await;
+    Ok(ok(RobotState {
+        name: login,
+        disabled: u.disabled,
+    }))
 }
 
+/// Remove a robot account (system administrators).
+#[utoipa::path(delete, path = "/api/v1/robots/{name}", tag = "robots",
+    params(("name" = String, Path, description = "`robot$name` or `name`")),
+    responses((status = 204), (status = 401, body = Errors), (status = 403, body = Errors),
+              (status = 404, body = Errors)))]
 async fn delete_robot(
     State(app): State<App>,
     peer: Peer,
@@ -427,11 +741,7 @@ async fn delete_robot(
     app.registry()
         .admin_delete_robot(&who, robot_name(&name))
         .await?;
-    let login = format!(
-        "{}{}",
-        berth_registry::accounts::ROBOT_PREFIX,
-        robot_name(&name)
-    );
+    let login = format!("{ROBOT_PREFIX}{}", robot_name(&name));
     record(
         &app,
         &who,
@@ -442,16 +752,14 @@ async fn delete_robot(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Signup {
-    name: String,
-    password: String,
-    /// Whether the personal namespace is public [default: true, as on Docker Hub].
-    public: Option<bool>,
-}
+// ---- Sign-up ----------------------------------------------------------------------------
 
-/// `POST /api/v1/signup`: a new account for anyone, when `[auth] allow_signup` is on.
+/// A new account with its personal namespace, for anyone, when `[auth] allow_signup` is on.
+#[utoipa::path(post, path = "/api/v1/signup", tag = "users", request_body = Signup,
+    security(()),
+    responses((status = 201, body = SignedUp), (status = 400, body = Errors),
+              (status = 403, description = "Sign-up is closed", body = Errors),
+              (status = 409, body = Errors)))]
 async fn signup(State(app): State<App>, peer: Peer, bytes: axum::body::Bytes) -> ApiResult {
     if app.tokens().is_none() || !app.config().auth.allow_signup {
         return Err(ApiError::Registry(berth_registry::Error::Denied(
@@ -473,26 +781,22 @@ async fn signup(State(app): State<App>, peer: Peer, bytes: axum::body::Bytes) ->
         .project(&s.name)
         .detail(format!("public={public}"));
     app.registry().record(&s.name, peer.0, event).await;
-    Ok(created(
-        json!({ "name": s.name, "namespace": s.name, "public": public }),
-    ))
+    Ok(created(SignedUp {
+        namespace: s.name.clone(),
+        name: s.name,
+        public,
+    }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditParams {
-    actor: Option<String>,
-    action: Option<String>,
-    project: Option<String>,
-    /// Unix seconds.
-    since: Option<i64>,
-    /// An event id: the page below it.
-    before: Option<i64>,
-    limit: Option<u32>,
-}
+// ---- Audit log --------------------------------------------------------------------------
 
-/// `GET /api/v1/audit`: the audit log, newest first. System administrators read all of it;
-/// a project admin reads its project's events (`?project=` required).
+/// The audit log, newest first. System administrators read all of it; a project admin reads
+/// its project's events (`project` required). A full page carries `Link: <...>; rel="next"`.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
+    responses((status = 200, body = [AuditEntry],
+               headers(("Link" = String, description = "The next page, when this one is full"))),
+              (status = 400, body = Errors), (status = 401, body = Errors),
+              (status = 403, body = Errors)))]
 async fn audit_events(
     State(app): State<App>,
     peer: Peer,
@@ -508,53 +812,48 @@ async fn audit_events(
         project: params.project,
         since: params.since,
         before: params.before,
-        limit: params
-            .limit
-            .unwrap_or(100)
-            .clamp(1, berth_registry::audit::MAX_AUDIT_PAGE),
+        limit: params.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE),
     };
     let records = app.registry().audit_events(&who, query.clone()).await?;
     let full_page = records.len() == query.limit as usize;
     let next = records.last().filter(|_| full_page).map(|last| last.id);
-    let list: Vec<Value> = records
+    let list: Vec<AuditEntry> = records
         .into_iter()
         .map(|r| {
             let e = r.event;
-            json!({
-                "id": r.id,
-                "at": e.at,
-                "time": berth_registry::token::rfc3339_utc(u64::try_from(e.at).unwrap_or(0)),
-                "actor": e.actor,
-                "source": e.source,
-                "action": e.action,
-                "project": e.project,
-                "resource": e.resource,
-                "detail": e.detail,
-            })
+            AuditEntry {
+                id: r.id,
+                at: e.at,
+                time: berth_registry::token::rfc3339_utc(u64::try_from(e.at).unwrap_or(0)),
+                actor: e.actor,
+                source: e.source,
+                action: e.action,
+                project: e.project,
+                resource: e.resource,
+                detail: e.detail,
+            }
         })
         .collect();
-    let mut response = axum::Json(list).into_response();
+    let mut response = ok(list);
     if let Some(before) = next {
-        // The next page, as `/v2` listings do it (RFC 5988).
-        let mut pairs = serde_urlencoded::to_string(
-            [
-                ("actor", query.actor.as_deref()),
-                ("action", query.action.as_deref()),
-                ("project", query.project.as_deref()),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v.to_string())))
-            .chain(query.since.map(|s| ("since", s.to_string())))
-            .chain([
-                ("limit", query.limit.to_string()),
-                ("before", before.to_string()),
-            ])
-            .collect::<Vec<_>>(),
-        )
-        .map_err(|e| ApiError::from(berth_registry::Error::Internal(e.to_string())))?;
-        pairs = format!("</api/v1/audit?{pairs}>; rel=\"next\"");
-        if let Ok(value) = http::HeaderValue::from_str(&pairs) {
-            response.headers_mut().insert(http::header::LINK, value);
+        // The next page, as `/v2` listings link theirs (RFC 5988).
+        let pairs: Vec<(&str, String)> = [
+            ("actor", query.actor),
+            ("action", query.action),
+            ("project", query.project),
+            ("since", query.since.map(|s| s.to_string())),
+            ("limit", Some(query.limit.to_string())),
+            ("before", Some(before.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        let link = serde_urlencoded::to_string(pairs)
+            .ok()
+            .map(|q| format!("</api/v1/audit?{q}>; rel=\"next\""))
+            .and_then(|l| HeaderValue::from_str(&l).ok());
+        if let Some(value) = link {
+            response.headers_mut().insert(header::LINK, value);
         }
     }
     Ok(response)

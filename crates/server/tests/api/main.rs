@@ -7,6 +7,7 @@ mod auth;
 mod blobs;
 mod discovery;
 mod manifests;
+mod openapi;
 mod operations;
 mod spec_sequence;
 mod uploads;
