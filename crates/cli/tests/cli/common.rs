@@ -2,6 +2,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -69,6 +73,79 @@ impl Drop for Server {
     }
 }
 
+/// A CA and a server certificate for `127.0.0.1` and `localhost` signed by it, as PEM files.
+pub struct TestPki {
+    /// The CA certificate, alone: what clients are told to trust.
+    pub ca: PathBuf,
+    /// skopeo's `--cert-dir` layout: `ca.crt` is a trusted root.
+    pub cert_dir: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestPki {
+    pub fn new(dir: &Path) -> TestPki {
+        std::fs::create_dir_all(dir.join("certs.d")).expect("mkdir");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "berth test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+            .expect("self-signed CA");
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "berth test server");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let key = KeyPair::generate().expect("server key");
+        let cert = params.signed_by(&key, &ca).expect("server certificate");
+
+        let pki = TestPki {
+            ca: dir.join("ca.pem"),
+            cert_dir: dir.join("certs.d"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        };
+        std::fs::write(&pki.ca, ca.pem()).expect("write CA");
+        std::fs::write(pki.cert_dir.join("ca.crt"), ca.pem()).expect("write ca.crt");
+        // The chain as servers send it: leaf first, then the CA.
+        std::fs::write(&pki.cert, format!("{}{}", cert.pem(), ca.pem())).expect("write cert");
+        std::fs::write(&pki.key, key.serialize_pem()).expect("write key");
+        pki
+    }
+
+    pub fn serve_args(&self) -> [String; 4] {
+        [
+            "--tls-cert".into(),
+            self.cert.display().to_string(),
+            "--tls-key".into(),
+            self.key.display().to_string(),
+        ]
+    }
+}
+
+/// `berth serve --tls-cert --tls-key` with data in `dir/data`; `env` as for
+/// [`Server::start_with_env`].
+pub fn start_tls(dir: &Path, pki: &TestPki, env: &[(&str, &str)]) -> Server {
+    let args = pki.serve_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start_with_args(&dir.join("data"), &args, env);
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    server
+}
+
 pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
@@ -132,15 +209,20 @@ impl Layout {
         json!({"mediaType": media_type, "digest": digest, "size": data.len()})
     }
 
-    /// An image of `layers` layers; returns its manifest descriptor.
+    /// An image of `layers` layers of noise; returns its manifest descriptor.
     pub fn image(&self, seed: u64, layers: usize, layer_size: usize) -> Value {
-        let layers: Vec<Value> = (0..layers)
-            .map(|i| {
-                self.blob(
-                    "application/vnd.oci.image.layer.v1.tar",
-                    &noise(seed * 1000 + i as u64, layer_size),
-                )
-            })
+        let layers: Vec<Vec<u8>> = (0..layers)
+            .map(|i| noise(seed * 1000 + i as u64, layer_size))
+            .collect();
+        self.image_of(seed, &layers)
+    }
+
+    /// An image of the given uncompressed layers, real tar files (see [`tar_layer`]) for
+    /// clients that unpack them, like podman; returns its manifest descriptor.
+    pub fn image_of(&self, seed: u64, layers: &[Vec<u8>]) -> Value {
+        let layers: Vec<Value> = layers
+            .iter()
+            .map(|data| self.blob("application/vnd.oci.image.layer.v1.tar", data))
             .collect();
         let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
         let config = json!({
@@ -170,6 +252,21 @@ impl Layout {
         )
         .expect("write");
     }
+}
+
+/// A tar file holding `files` (path, contents), as an image layer.
+pub fn tar_layer(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, path, *data)
+            .expect("tar entry");
+    }
+    tar.into_inner().expect("tar")
 }
 
 /// The digest that `tag` points at in a layout's index.json.

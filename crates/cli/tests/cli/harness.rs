@@ -31,6 +31,15 @@ impl ClientHome {
         self.home.join(".docker/config.json")
     }
 
+    /// Trusts the CA certificates in `ca` (PEM) through `client.toml`'s `ca_file`.
+    pub fn trust_ca(&self, ca: &Path) {
+        std::fs::write(
+            self.home.join("client.toml"),
+            format!("ca_file = {:?}\n", ca.display().to_string()),
+        )
+        .expect("write client.toml");
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
         cmd.args(args)
@@ -51,21 +60,7 @@ impl ClientHome {
 
     /// Runs with `input` on stdin.
     pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write as _;
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn berth");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("wait berth")
+        output_with_stdin(&mut self.command(args), input)
     }
 
     /// Runs and asserts success; returns stdout.
@@ -92,6 +87,24 @@ impl ClientHome {
         );
         text(&out)
     }
+}
+
+/// Runs `cmd` with `input` on stdin (`--password-stdin`).
+pub fn output_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
 }
 
 pub fn text(out: &Output) -> String {

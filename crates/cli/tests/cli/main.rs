@@ -1,6 +1,6 @@
 //! Tests of the real `berth` binary: `berth serve` as a child process, crashes, interop with
-//! real registry clients (skopeo, oras), and the client commands against berth and CNCF
-//! distribution.
+//! real registry clients (skopeo, oras, podman; over TLS with token auth), and the client
+//! commands against berth and CNCF distribution.
 
 mod common;
 mod harness;
@@ -8,5 +8,6 @@ mod harness;
 mod client;
 mod crash;
 mod interop;
+mod real_clients;
 mod serve;
 mod tls;

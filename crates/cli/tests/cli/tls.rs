@@ -9,85 +9,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use rcgen::KeyPair;
 use serde_json::Value;
 
 use crate::common::*;
 use crate::harness::*;
-
-/// A CA and a server certificate for `127.0.0.1` and `localhost` signed by it, as PEM files.
-struct TestPki {
-    /// The CA certificate, alone: what clients are told to trust.
-    ca: PathBuf,
-    /// skopeo's `--cert-dir` layout: `ca.crt` is a trusted root.
-    cert_dir: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl TestPki {
-    fn new(dir: &Path) -> TestPki {
-        std::fs::create_dir_all(dir.join("certs.d")).expect("mkdir");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "berth test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
-            .expect("self-signed CA");
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .expect("server params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "berth test server");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        let key = KeyPair::generate().expect("server key");
-        let cert = params.signed_by(&key, &ca).expect("server certificate");
-
-        let pki = TestPki {
-            ca: dir.join("ca.pem"),
-            cert_dir: dir.join("certs.d"),
-            cert: dir.join("server.pem"),
-            key: dir.join("server.key"),
-        };
-        std::fs::write(&pki.ca, ca.pem()).expect("write CA");
-        std::fs::write(pki.cert_dir.join("ca.crt"), ca.pem()).expect("write ca.crt");
-        // The chain as servers send it: leaf first, then the CA.
-        std::fs::write(&pki.cert, format!("{}{}", cert.pem(), ca.pem())).expect("write cert");
-        std::fs::write(&pki.key, key.serialize_pem()).expect("write key");
-        pki
-    }
-
-    fn serve_args(&self) -> [String; 4] {
-        [
-            "--tls-cert".into(),
-            self.cert.display().to_string(),
-            "--tls-key".into(),
-            self.key.display().to_string(),
-        ]
-    }
-}
-
-fn start_tls(dir: &Path, pki: &TestPki, env: &[(&str, &str)]) -> Server {
-    let args = pki.serve_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start_with_args(&dir.join("data"), &args, env);
-    assert!(server.base.starts_with("https://"), "{}", server.base);
-    server
-}
 
 /// skopeo with certificate checks explicitly on, whatever registries.conf says.
 fn skopeo_run(policy: &Path, args: &[&str]) -> Output {
@@ -185,11 +111,7 @@ fn berth_pulls_and_pushes_over_https_with_ca_file() {
     assert!(out.status.success(), "skopeo copy: {}", text(&out));
 
     let home = ClientHome::new(&dir.path().join("home"));
-    std::fs::write(
-        home.home.join("client.toml"),
-        format!("ca_file = {:?}\n", pki.ca.display().to_string()),
-    )
-    .expect("write client.toml");
+    home.trust_ca(&pki.ca);
     // The server speaks only TLS, so a pull that works went over https.
     let image = format!("{}/https-registry:v1", server.addr);
     let out = home.ok(&["pull", &image]);
@@ -262,11 +184,7 @@ fn token_auth_over_tls_names_an_https_realm() {
 
     // The berth client: login, then pull from the private project.
     let home = ClientHome::new(&dir.path().join("home"));
-    std::fs::write(
-        home.home.join("client.toml"),
-        format!("ca_file = {:?}\n", pki.ca.display().to_string()),
-    )
-    .expect("write client.toml");
+    home.trust_ca(&pki.ca);
     let image = format!("{addr}/secure/image:v1");
     let out = home.fails(&["pull", &image]);
     assert!(out.contains("unauthorized"), "{out}");
