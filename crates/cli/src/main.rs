@@ -44,12 +44,29 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", error_text(&e));
             ExitCode::FAILURE
         }
         Err(payload) if is_broken_pipe(payload.as_ref()) => ExitCode::SUCCESS,
         Err(payload) => std::panic::resume_unwind(payload),
     }
+}
+
+/// The error and its causes, each cause once: an error whose message already quotes its source
+/// (`cannot reach R: <reqwest error>`) is not followed by that source again, as `{:#}` would.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let line = cause.to_string();
+        if text.contains(&line) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&line);
+    }
+    text
 }
 
 fn is_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
@@ -58,4 +75,18 @@ fn is_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
         .map(String::as_str)
         .or_else(|| payload.downcast_ref::<&str>().copied());
     text.is_some_and(|t| t.contains("Broken pipe"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn causes_are_not_repeated() {
+        let inner = std::io::Error::other("connection refused");
+        let outer = anyhow::Error::new(inner).context("cannot reach r: connection refused");
+        assert_eq!(error_text(&outer), "cannot reach r: connection refused");
+        let plain = anyhow::Error::new(std::io::Error::other("disk full")).context("saving");
+        assert_eq!(error_text(&plain), "saving: disk full");
+    }
 }
