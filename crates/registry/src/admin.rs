@@ -76,7 +76,12 @@ impl Registry {
             .await?
             .ok_or_else(|| not_found("project", project))?;
         let repository: Repository = project.parse().map_err(|_| not_found("project", project))?;
-        if !self.allowed_actions(who, &repository).await?.manage {
+        let allowed = self.allowed_actions(who, &repository).await?;
+        if !allowed.pull {
+            // A private project is invisible to outsiders: the same answer as a missing one.
+            return Err(not_found("project", project));
+        }
+        if !allowed.manage {
             return Err(Error::Denied(format!(
                 "only an admin of project {project} may do this"
             )));
@@ -188,8 +193,11 @@ impl Registry {
         who: &Principal,
         project: &str,
     ) -> Result<Vec<(String, Role)>> {
-        let repository: Repository = project.parse().map_err(|_| not_found("project", project))?;
-        if !self.allowed_actions(who, &repository).await?.pull {
+        // Members (and system administrators) see who else is; outsiders, even of a public
+        // project, and robots do not.
+        let me = require_account(who)?;
+        let exists = self.meta.project(project).await?.is_some();
+        if !exists || (!system_admin(who) && self.meta.role(project, me).await?.is_none()) {
             return Err(not_found("project", project));
         }
         Ok(self.meta.members(project).await?)

@@ -593,7 +593,7 @@ async fn catalog(app: &App, caller: &Caller, query: &Query) -> ApiResult {
                 more = true;
                 break;
             }
-            if app.tokens().is_none() || source_readable(app, caller, &repository).await? {
+            if app.tokens().is_none() || auth::allowed(app, caller, &repository).await?.pull {
                 names.push(repository);
             }
         }
@@ -611,12 +611,18 @@ async fn catalog(app: &App, caller: &Caller, query: &Query) -> ApiResult {
     Ok(response)
 }
 
-/// Whether the caller may pull from `repository` (its account's rights; a token's claims are
-/// for the request at hand, the account behind it is what decides here).
+/// Whether the caller may pull from `repository`: its account's rights as they are now and,
+/// for a token, also the token's claims (docker asks for `repository:<from>:pull` with the
+/// mount's token; a token without it does not mount, whatever the account could do).
 async fn source_readable(
     app: &App,
     caller: &Caller,
     repository: &Repository,
 ) -> Result<bool, ApiError> {
+    if let Caller::Token { claims, .. } = caller
+        && !claims.allows("repository", repository.as_str(), Action::Pull.as_str())
+    {
+        return Ok(false);
+    }
     Ok(auth::allowed(app, caller, repository).await?.pull)
 }

@@ -491,7 +491,11 @@ async fn management_api_users_projects_members_robots() {
         Some(serde_json::json!({"role": "admin"})),
     )
     .await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "eve cannot make herself admin");
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "eve cannot make herself admin of a project she cannot see"
+    );
     let (s, _) = api(
         &app,
         Method::PUT,

@@ -18,6 +18,11 @@ pub struct TestApp {
     pub app: App,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Set by [`TestApp::login`]: requests sent through [`TestApp::send`] answer Bearer
+    /// challenges with tokens fetched with these credentials.
+    login: Option<(String, String)>,
+    /// The scopes challenged so far and the token last fetched for all of them.
+    bearer: std::sync::Mutex<(Vec<String>, Option<String>)>,
 }
 
 impl TestApp {
@@ -59,7 +64,73 @@ impl TestApp {
             app: handle,
             shutdown: Some(tx),
             server: Some(server),
+            login: None,
+            bearer: std::sync::Mutex::new((Vec::new(), None)),
         }
+    }
+
+    /// Signs in as a registry client does (`docker login`, the conformance suite's
+    /// `OCI_USERNAME`/`OCI_PASSWORD`): from now on [`TestApp::send`] and the helpers built on it
+    /// follow a 401 Bearer challenge to its realm, fetch a token there with these Basic
+    /// credentials, and send the request again with it.
+    pub fn login(&mut self, user: &str, password: &str) {
+        self.login = Some((user.to_string(), password.to_string()));
+        *self.bearer.lock().expect("bearer lock") = (Vec::new(), None);
+    }
+
+    /// Sends the request `build` makes. When signed in and answered with a Bearer challenge,
+    /// fetches a token for every scope challenged so far (tokens grant per scope, so the
+    /// token for a push must still allow the pull before it) and sends a fresh request once
+    /// more: `build` runs again because a streamed body cannot be replayed.
+    pub async fn send(&self, build: impl Fn() -> reqwest::RequestBuilder) -> Response {
+        let with_token = || {
+            let token = self.bearer.lock().expect("bearer lock").1.clone();
+            match token {
+                Some(t) => build().bearer_auth(t),
+                None => build(),
+            }
+        };
+        let r = with_token().send().await.expect("request");
+        let Some((user, password)) = &self.login else {
+            return r;
+        };
+        if r.status() != StatusCode::UNAUTHORIZED {
+            return r;
+        }
+        let Some(challenge) = r
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .and_then(BearerChallenge::parse)
+        else {
+            return r;
+        };
+        let scopes = {
+            let mut bearer = self.bearer.lock().expect("bearer lock");
+            if let Some(scope) = challenge.scope.filter(|s| !bearer.0.contains(s)) {
+                bearer.0.push(scope);
+            }
+            bearer.0.clone()
+        };
+        let mut query = vec![("service", challenge.service.as_str())];
+        query.extend(scopes.iter().map(|s| ("scope", s.as_str())));
+        let query = serde_urlencoded::to_string(query).expect("query");
+        let t = self
+            .http
+            .get(format!("{}?{query}", challenge.realm))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(
+            t.status(),
+            StatusCode::OK,
+            "token for {user} and {scopes:?}"
+        );
+        let body: Value = t.json().await.expect("token json");
+        let token = body["token"].as_str().expect("token").to_string();
+        self.bearer.lock().expect("bearer lock").1 = Some(token);
+        with_token().send().await.expect("request with token")
     }
 
     /// From now on every request carries `Authorization: <value>` (`None`: no credentials).
@@ -91,37 +162,32 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.req(Method::GET, path).send().await.expect("GET")
+        self.send(|| self.req(Method::GET, path)).await
     }
 
     pub async fn head(&self, path: &str) -> Response {
-        self.req(Method::HEAD, path).send().await.expect("HEAD")
+        self.send(|| self.req(Method::HEAD, path)).await
     }
 
     /// Pushes a blob in one request; returns its digest.
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let digest = sha256(data);
+        let path = format!("/v2/{repo}/blobs/uploads/?digest={digest}");
         let r = self
-            .req(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-            )
-            .header("content-type", "application/octet-stream")
-            .body(data.to_vec())
-            .send()
-            .await
-            .expect("POST blob");
+            .send(|| {
+                self.req(Method::POST, &path)
+                    .header("content-type", "application/octet-stream")
+                    .body(data.to_vec())
+            })
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED, "push blob to {repo}");
         digest
     }
 
     /// Opens an upload session; returns its Location.
     pub async fn open_session(&self, repo: &str) -> String {
-        let r = self
-            .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
-            .send()
-            .await
-            .expect("POST");
+        let path = format!("/v2/{repo}/blobs/uploads/");
+        let r = self.send(|| self.req(Method::POST, &path)).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         header(&r, "location").to_string()
     }
@@ -134,12 +200,13 @@ impl TestApp {
         media_type: &str,
         body: &[u8],
     ) -> Response {
-        self.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
-            .header("content-type", media_type)
-            .body(body.to_vec())
-            .send()
-            .await
-            .expect("PUT manifest")
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        self.send(|| {
+            self.req(Method::PUT, &path)
+                .header("content-type", media_type)
+                .body(body.to_vec())
+        })
+        .await
     }
 
     /// Pushes a config and one layer, then an image manifest under `tag`. Returns
@@ -193,6 +260,44 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// A `WWW-Authenticate: Bearer realm="...",service="...",scope="..."` challenge
+/// (distribution's `docs/spec/auth/token.md`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct BearerChallenge {
+    pub realm: String,
+    pub service: String,
+    pub scope: Option<String>,
+    /// `insufficient_scope` when a token was presented but falls short (RFC 6750 3.1).
+    pub error: Option<String>,
+}
+
+impl BearerChallenge {
+    /// Parses the quoted `key="value"` pairs after `Bearer `; `None` without a realm.
+    pub fn parse(header: &str) -> Option<BearerChallenge> {
+        let mut rest = header.strip_prefix("Bearer ")?;
+        let mut pairs = Vec::new();
+        while let Some((key, after)) = rest.split_once("=\"") {
+            let (value, after) = after.split_once('"')?;
+            pairs.push((key.trim_start_matches(',').trim(), value.to_string()));
+            rest = after;
+        }
+        let get = |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        Some(BearerChallenge {
+            realm: get("realm")?,
+            service: get("service").unwrap_or_default(),
+            scope: get("scope"),
+            error: get("error"),
+        })
+    }
+}
+
+/// An `Authorization: Basic` value.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
 }
 
 pub fn sha256(data: &[u8]) -> String {

@@ -4,9 +4,11 @@
 mod common;
 
 mod auth;
+mod auth_attacks;
 mod blobs;
 mod discovery;
 mod manifests;
+mod matrix;
 mod openapi;
 mod operations;
 mod spec_sequence;

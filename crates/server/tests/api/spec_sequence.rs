@@ -2,7 +2,9 @@
 //! fixtures: descriptors with unknown fields (`newUnspecifiedField`, `data`), a manifest without
 //! `mediaType`, referrers whose artifact type comes from the config or the field, an index
 //! referrer, and a referrer whose subject is never pushed. Bodies are streamed without a
-//! `Content-Length`, as the suite's Go client sends them.
+//! `Content-Length`, as the suite's Go client sends them. It runs twice: against an open
+//! registry, and against one with accounts where the client signs in and follows 401
+//! challenges to the token endpoint.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -23,13 +25,14 @@ fn streamed(data: &[u8]) -> reqwest::Body {
 async fn push(app: &TestApp, data: &[u8]) -> Value {
     let loc = app.open_session("conf/repo").await;
     let digest = sha256(data);
+    let url = format!("{loc}?digest={digest}");
     let r = app
-        .req(Method::PUT, &format!("{loc}?digest={digest}"))
-        .header("content-type", "application/octet-stream")
-        .body(streamed(data))
-        .send()
-        .await
-        .expect("PUT");
+        .send(|| {
+            app.req(Method::PUT, &url)
+                .header("content-type", "application/octet-stream")
+                .body(streamed(data))
+        })
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     json!({"digest": digest, "size": data.len()})
 }
@@ -47,13 +50,14 @@ async fn put(
     } else {
         reference.to_string()
     };
+    let path = format!("/v2/conf/repo/manifests/{reference}");
     let r = app
-        .req(Method::PUT, &format!("/v2/conf/repo/manifests/{reference}"))
-        .header("content-type", media_type)
-        .body(streamed(&bytes))
-        .send()
-        .await
-        .expect("PUT manifest");
+        .send(|| {
+            app.req(Method::PUT, &path)
+                .header("content-type", media_type)
+                .body(streamed(&bytes))
+        })
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED, "{m}");
     (digest, r)
 }
@@ -85,16 +89,63 @@ fn artifact(
 
 #[tokio::test]
 async fn discovery_workflow_of_the_conformance_suite() {
-    let app = TestApp::start().await;
+    discovery_workflow(&TestApp::start().await).await;
+}
+
+/// The same workflow against a registry with accounts, signed in as the suite is with
+/// `OCI_USERNAME`/`OCI_PASSWORD`: a maintainer of the project (push and delete rights), whose
+/// client follows every 401 challenge to the token endpoint, as the suite's client does.
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_workflow_of_the_conformance_suite_with_credentials() {
+    let mut app = TestApp::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.admin_password = "admin-secret-1".into();
+    })
+    .await;
+    let registry = app.app.services();
+    let admin = berth_registry::Principal::User {
+        name: "admin".into(),
+        system_admin: true,
+    };
+    registry
+        .create_account("conformance", "conformance-pw-1", false, false)
+        .await
+        .expect("account");
+    registry
+        .admin_create_project(&admin, "conf", false)
+        .await
+        .expect("project");
+    registry
+        .admin_set_member(&admin, "conf", "conformance", berth_meta::Role::Maintainer)
+        .await
+        .expect("member");
+
+    // Without credentials the project is closed; the 401 says where tokens come from.
+    let r = app.get("/v2/conf/repo/tags/list").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = BearerChallenge::parse(header(&r, "www-authenticate")).expect("challenge");
+    assert_eq!(challenge.realm, format!("{}/auth/token", app.base));
+    assert_eq!(
+        challenge.scope.as_deref(),
+        Some("repository:conf/repo:pull")
+    );
+
+    app.login("conformance", "conformance-pw-1");
+    let r = app.get("/v2/").await;
+    assert_eq!(r.status(), StatusCode::OK, "the suite's first request");
+    discovery_workflow(&app).await;
+}
+
+async fn discovery_workflow(app: &TestApp) {
     let config = br#"{"author":"abcdefghijklmnop","architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let layer = b"\x1f\x8b fake tar.gz layer";
-    let empty = push(&app, b"{}").await;
+    let empty = push(app, b"{}").await;
     assert_eq!(
         empty["digest"],
         "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
     );
-    let ref_a = push(&app, b"NHL Peanut Butter on my NHL bagel").await;
-    let ref_b = push(&app, b"NBA Strawberry Jam on my NBA croissant").await;
+    let ref_a = push(app, b"NHL Peanut Butter on my NHL bagel").await;
+    let ref_b = push(app, b"NBA Strawberry Jam on my NBA croissant").await;
 
     // manifests[4] (the subject) and manifests[3] (a subject never pushed), with unknown fields.
     let image = |author: &str| {
@@ -130,9 +181,9 @@ async fn discovery_workflow_of_the_conformance_suite() {
         &subject4,
         Some("test layer a"),
     );
-    let (a_config_digest, r) = put(&app, "", OCI_MANIFEST, &a_config).await;
+    let (a_config_digest, r) = put(app, "", OCI_MANIFEST, &a_config).await;
     assert_eq!(header(&r, "oci-subject"), subject4["digest"]);
-    let (a_layer_digest, r) = put(&app, "", OCI_MANIFEST, &a_layer).await;
+    let (a_layer_digest, r) = put(app, "", OCI_MANIFEST, &a_layer).await;
     assert_eq!(header(&r, "oci-subject"), subject4["digest"]);
     let size = |m: &Value| serde_json::to_vec_pretty(m).expect("json").len();
     let index = json!({
@@ -144,17 +195,17 @@ async fn discovery_workflow_of_the_conformance_suite() {
         "subject": {"mediaType": OCI_MANIFEST, "digest": subject4["digest"], "size": subject4["size"]},
         "annotations": { KEY: "test index" },
     });
-    let (_, r) = put(&app, "", OCI_INDEX, &index).await;
+    let (_, r) = put(app, "", OCI_INDEX, &index).await;
     assert_eq!(header(&r, "oci-subject"), subject4["digest"]);
 
     // Now the subject itself, under tagtest0.
-    push(&app, config4.as_bytes()).await;
-    push(&app, layer).await;
-    let (digest4, _) = put(&app, "tagtest0", OCI_MANIFEST, &manifest4).await;
+    push(app, config4.as_bytes()).await;
+    push(app, layer).await;
+    let (digest4, _) = put(app, "tagtest0", OCI_MANIFEST, &manifest4).await;
     assert_eq!(digest4, subject4["digest"].as_str().expect("digest"));
 
     put(
-        &app,
+        app,
         "",
         OCI_MANIFEST,
         &artifact(
@@ -167,7 +218,7 @@ async fn discovery_workflow_of_the_conformance_suite() {
     )
     .await;
     put(
-        &app,
+        app,
         "",
         OCI_MANIFEST,
         &artifact(
@@ -180,7 +231,7 @@ async fn discovery_workflow_of_the_conformance_suite() {
     )
     .await;
     let (c_digest, r) = put(
-        &app,
+        app,
         "",
         OCI_MANIFEST,
         &artifact(
@@ -203,13 +254,13 @@ async fn discovery_workflow_of_the_conformance_suite() {
         .remove("mediaType");
     empty_layer["layers"] = json!([]);
     push(
-        &app,
+        app,
         String::from_utf8_lossy(config)
             .replace("abcdefghijklmnop", "emptylayer")
             .as_bytes(),
     )
     .await;
-    put(&app, "emptylayer", OCI_MANIFEST, &empty_layer).await;
+    put(app, "emptylayer", OCI_MANIFEST, &empty_layer).await;
 
     let r = app
         .get(&format!(
@@ -269,19 +320,11 @@ async fn discovery_workflow_of_the_conformance_suite() {
         .expect("json");
     assert_eq!(page["tags"].as_array().map(Vec::len), Some(half));
     let r = app
-        .req(Method::DELETE, "/v2/conf/repo/manifests/tagtest0")
-        .send()
-        .await
-        .expect("DELETE");
+        .send(|| app.req(Method::DELETE, "/v2/conf/repo/manifests/tagtest0"))
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = app
-        .req(
-            Method::DELETE,
-            &format!("/v2/conf/repo/manifests/{digest4}"),
-        )
-        .send()
-        .await
-        .expect("DELETE");
+    let path = format!("/v2/conf/repo/manifests/{digest4}");
+    let r = app.send(|| app.req(Method::DELETE, &path)).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let r = app.get("/v2/conf/repo/tags/list").await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -292,14 +335,8 @@ async fn discovery_workflow_of_the_conformance_suite() {
     );
     // Blob deletes answer 202, then the blob is gone from the repository.
     let config4_digest = sha256(config4.as_bytes());
-    let r = app
-        .req(
-            Method::DELETE,
-            &format!("/v2/conf/repo/blobs/{config4_digest}"),
-        )
-        .send()
-        .await
-        .expect("DELETE");
+    let path = format!("/v2/conf/repo/blobs/{config4_digest}");
+    let r = app.send(|| app.req(Method::DELETE, &path)).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(
         app.get(&format!("/v2/conf/repo/blobs/{config4_digest}"))
