@@ -4,9 +4,11 @@
 //!
 //! The traits are split by role, as callers need them: reading ([`BlobReader`]), ingesting
 //! ([`UploadStore`]), deleting ([`BlobRemover`]); [`BlobStore`] is all of them plus a health
-//! check. Every backend passes [`testsuite::run`].
+//! check. Every backend passes [`testsuite::run`]: [`FilesystemStore`] (one machine) and
+//! [`S3Store`] (a bucket shared by any number of replicas).
 
 mod filesystem;
+mod s3;
 pub mod testsuite;
 
 use std::io;
@@ -18,6 +20,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub use filesystem::FilesystemStore;
+pub use s3::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE, S3Config, S3Store};
 
 /// A stream of blob bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -38,6 +41,12 @@ pub enum StorageError {
     },
     #[error("invalid storage key {0:?}")]
     InvalidKey(String),
+    #[error("upload {id} has a damaged backend state: {reason}")]
+    UploadStateInvalid { id: String, reason: String },
+    #[error("object storage: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("invalid storage configuration: {0}")]
+    Config(String),
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

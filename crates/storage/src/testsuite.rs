@@ -29,6 +29,7 @@ pub async fn run(store: &dyn BlobStore) {
     store.check().await.expect("check");
     chunked_upload_commit_and_ranges(store).await;
     interrupted_request_is_discarded(store).await;
+    empty_request_changes_nothing(store).await;
     abort_removes_upload(store).await;
     empty_blob(store).await;
     delete_is_idempotent(store).await;
@@ -102,6 +103,28 @@ async fn interrupted_request_is_discarded(store: &dyn BlobStore) {
         Some(StorageError::UploadCorrupt { .. })
     ));
     store.abort(&id, &state).await.expect("abort");
+}
+
+async fn empty_request_changes_nothing(store: &dyn BlobStore) {
+    let id = new_id();
+    let state = store.create_upload(&id).await.expect("create");
+    let mut w = store.writer(&id, &state, 0).await.expect("writer");
+    w.write(Bytes::from_static(b"abc")).await.expect("write");
+    let state = w.finish().await.expect("finish");
+    let w = store.writer(&id, &state, 3).await.expect("writer");
+    let state = w.finish().await.expect("finish an empty request");
+    let mut w = store.writer(&id, &state, 3).await.expect("writer");
+    w.write(Bytes::new()).await.expect("write nothing");
+    w.write(Bytes::from_static(b"def")).await.expect("write");
+    let state = w.finish().await.expect("finish");
+    let key = store
+        .commit(&id, &state, &Digest::sha256_of(b"abcdef"), 6)
+        .await
+        .expect("commit");
+    assert_eq!(
+        collect(store.open(&key, None).await.expect("open")).await,
+        b"abcdef"
+    );
 }
 
 async fn abort_removes_upload(store: &dyn BlobStore) {
