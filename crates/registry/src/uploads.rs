@@ -128,6 +128,19 @@ impl Registry {
                 "uploaded content has digest {actual}, not {digest}"
             )));
         }
+        // A blob the registry already has is not stored twice: the new upload is dropped and
+        // the existing blob linked (on S3 a commit would complete a second object at a new
+        // key, which nothing would ever reference).
+        if let Some(existing) = self.meta.blob(digest).await?
+            && self.meta.link_blob(repository, digest).await?
+        {
+            self.meta.delete_upload(&record.id).await?;
+            if let Err(e) = self.blobs.abort(&record.id, &state).await {
+                // The push succeeded; what is left of the session is for upload expiry.
+                tracing::warn!(upload = %record.id, error = %e, "could not abort a duplicate upload");
+            }
+            return Ok(existing);
+        }
         let key = self.blobs.commit(&record.id, &state, digest, size).await?;
         let blob = self
             .meta
@@ -140,6 +153,13 @@ impl Registry {
                 },
             )
             .await?;
+        if blob.storage_key != key.as_str() {
+            // Another upload of the same bytes was recorded first, at another key (S3 keys are
+            // not content addresses): ours is not referenced, remove it.
+            if let Err(e) = self.blobs.delete(&key).await {
+                tracing::warn!(key = key.as_str(), error = %e, "could not remove a duplicate blob");
+            }
+        }
         self.meta.delete_upload(&record.id).await?;
         Ok(blob)
     }
