@@ -6,6 +6,8 @@
 
 mod accounts;
 mod audit;
+mod postgres;
+mod rows;
 mod sqlite;
 pub mod testsuite;
 
@@ -16,6 +18,7 @@ pub use accounts::{
     Accounts, ProjectRecord, RobotPermission, RobotRecord, Role, UnknownRole, UserRecord,
 };
 pub use audit::{AuditEvent, AuditLog, AuditQuery, AuditRecord};
+pub use postgres::PostgresMeta;
 pub use sqlite::SqliteMeta;
 
 #[derive(Debug, thiserror::Error)]

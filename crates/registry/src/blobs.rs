@@ -90,6 +90,19 @@ impl Registry {
 
     /// Removes the repository's access to the blob. The bytes stay until garbage collection
     /// finds no repository and no manifest using them.
+    /// Where a client may fetch the blob directly (a presigned URL of the blob store), when the
+    /// store offers one; the access check has been made already.
+    pub async fn blob_redirect(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        expires: std::time::Duration,
+    ) -> Result<Option<String>> {
+        let blob = self.stat_blob(repository, digest).await?;
+        let key = BlobKey::parse(&blob.storage_key)?;
+        Ok(self.blobs.redirect_url(&key, expires).await)
+    }
+
     pub async fn delete_blob(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         if self.meta.unlink_blob(repository, digest).await? {
             Ok(())

@@ -30,6 +30,71 @@ pub struct Config {
     pub tls_key: String,
     /// Who may do what: accounts, projects, Docker token auth.
     pub auth: AuthConfig,
+    /// Where blob bytes live.
+    pub storage: StorageConfig,
+    /// Where metadata lives.
+    pub database: DatabaseConfig,
+}
+
+/// `[storage]`: the blob backend. `filesystem` keeps blobs under `data_dir`; `s3` in a bucket of
+/// any S3-compatible store, shared by every replica.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `filesystem` (the default) or `s3`.
+    pub backend: String,
+    /// The bucket (s3).
+    pub bucket: String,
+    /// The store's URL, e.g. `http://127.0.0.1:9000`; empty for AWS itself.
+    pub endpoint: String,
+    pub region: String,
+    /// Path-style requests (`endpoint/bucket/key`), which MinIO, Ceph and most self-hosted
+    /// stores want; off: virtual-hosted style (`bucket.endpoint/key`), as AWS prefers.
+    pub path_style: bool,
+    /// Credentials; empty: from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Size of multipart upload parts, in MiB (S3: at least 5).
+    pub part_size_mib: u64,
+    /// Answer blob GETs with a redirect to a presigned URL of the store instead of streaming
+    /// the bytes through berth.
+    pub redirect: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: "filesystem".into(),
+            bucket: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            path_style: false,
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            part_size_mib: 8,
+            redirect: false,
+        }
+    }
+}
+
+/// `[database]`: the metadata backend.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/db`, or `sqlite://PATH`; empty: SQLite in
+    /// `data_dir/meta.db`.
+    pub url: String,
+    /// Connections in the pool (PostgreSQL).
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 16,
+        }
+    }
 }
 
 /// `[auth]`: accounts and Docker token auth (distribution's `docs/spec/auth/token.md`).
@@ -78,6 +143,8 @@ impl Default for Config {
             tls_cert: String::new(),
             tls_key: String::new(),
             auth: AuthConfig::default(),
+            storage: StorageConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -99,6 +166,44 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Checks what the types cannot: known backends, their required keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        match self.storage.backend.as_str() {
+            "filesystem" => {}
+            "s3" => {
+                if self.storage.bucket.is_empty() {
+                    return invalid("[storage] backend = \"s3\" needs a bucket".into());
+                }
+                if self.storage.part_size_mib < 5 {
+                    return invalid(format!(
+                        "[storage] part_size_mib = {} is below the S3 minimum of 5",
+                        self.storage.part_size_mib
+                    ));
+                }
+            }
+            other => {
+                return invalid(format!(
+                    "[storage] backend = {other:?}: one of \"filesystem\", \"s3\""
+                ));
+            }
+        }
+        let url = self.database.url.as_str();
+        if !(url.is_empty()
+            || url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return invalid(
+                "[database] url: postgres://... or sqlite://... (empty: SQLite in data_dir)".into(),
+            );
+        }
+        if self.database.max_connections == 0 {
+            return invalid("[database] max_connections must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// `https` when `berth serve` speaks TLS (it refuses to start with only one of `tls_cert`
     /// and `tls_key` set), else `http`: the scheme of the URLs it hands out.
     pub fn url_scheme(&self) -> &'static str {
@@ -134,9 +239,11 @@ impl Config {
         let defaults = toml::Table::try_from(Config::default())
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         overlay_env(&mut table, &defaults, "BERTH", &env);
-        toml::Value::Table(table)
+        let config: Config = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -229,6 +336,50 @@ mod tests {
         assert_eq!(c.tls_cert, "/etc/berth/cert.pem");
         assert_eq!(c.tls_key, "/etc/berth/key.pem");
         assert!(Config::default().tls_cert.is_empty() && Config::default().tls_key.is_empty());
+    }
+
+    #[test]
+    fn storage_and_database_from_file_and_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "[storage]\nbackend = \"s3\"\nbucket = \"berth\"\nendpoint = \"http://127.0.0.1:9000\"\n\
+             [database]\nurl = \"postgres://berth@127.0.0.1:5432/berth\"\n",
+        )
+        .expect("write");
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("BERTH_STORAGE_PATH_STYLE", "true"),
+                ("BERTH_STORAGE_PART_SIZE_MIB", "16"),
+                ("BERTH_DATABASE_MAX_CONNECTIONS", "4"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.storage.backend, "s3");
+        assert_eq!(c.storage.bucket, "berth");
+        assert_eq!(c.storage.endpoint, "http://127.0.0.1:9000");
+        assert!(c.storage.path_style);
+        assert_eq!(c.storage.part_size_mib, 16);
+        assert_eq!(c.database.url, "postgres://berth@127.0.0.1:5432/berth");
+        assert_eq!(c.database.max_connections, 4);
+        for bad in [
+            vec![("BERTH_STORAGE_BACKEND", "s3")],
+            vec![("BERTH_STORAGE_BACKEND", "ftp")],
+            vec![
+                ("BERTH_STORAGE_BACKEND", "s3"),
+                ("BERTH_STORAGE_BUCKET", "b"),
+                ("BERTH_STORAGE_PART_SIZE_MIB", "4"),
+            ],
+            vec![("BERTH_DATABASE_URL", "mysql://x")],
+            vec![("BERTH_DATABASE_MAX_CONNECTIONS", "0")],
+        ] {
+            assert!(
+                matches!(Config::load(None, env(&bad)), Err(ConfigError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

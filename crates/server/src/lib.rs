@@ -21,12 +21,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use berth_meta::SqliteMeta;
+use berth_meta::{MetaStore, PostgresMeta, SqliteMeta};
 use berth_registry::{AllowAll, Limits, Registry};
-use berth_storage::FilesystemStore;
+use berth_storage::{BlobStore, FilesystemStore, S3Config, S3Store};
 use tokio::net::TcpListener;
 
-pub use config::{AuthConfig, Config, ConfigError};
+pub use config::{AuthConfig, Config, ConfigError, DatabaseConfig, StorageConfig};
 pub use endpoint::Endpoint;
 pub use error::ApiError;
 pub use tls::{ServerTls, TlsError};
@@ -69,11 +69,11 @@ impl App {
             path: config.data_dir.clone(),
             source,
         })?;
-        let blobs = FilesystemStore::open(&config.data_dir).await?;
-        let meta = Arc::new(SqliteMeta::open(&config.data_dir.join("meta.db")).await?);
+        let blobs = open_blobs(&config).await?;
+        let meta = open_meta(&config).await?;
         let registry = Registry::new(
             meta.clone(),
-            Arc::new(blobs),
+            blobs,
             Arc::new(AllowAll),
             Limits {
                 max_manifest_bytes: config.max_manifest_bytes,
@@ -135,6 +135,45 @@ impl App {
             ))
             .with_state(self.clone())
     }
+}
+
+/// The blob store `[storage]` names: the filesystem under `data_dir`, or an S3 bucket.
+async fn open_blobs(config: &Config) -> Result<Arc<dyn BlobStore>, StartError> {
+    let c = &config.storage;
+    Ok(match c.backend.as_str() {
+        "s3" => {
+            let some = |v: &str| Some(v.to_string()).filter(|v| !v.is_empty());
+            let s3 = S3Config {
+                endpoint: some(&c.endpoint),
+                path_style: c.path_style,
+                access_key_id: some(&c.access_key_id),
+                secret_access_key: some(&c.secret_access_key),
+                part_size: c.part_size_mib.saturating_mul(1 << 20),
+                allow_http: c.endpoint.starts_with("http://"),
+                ..S3Config::new(&c.bucket, &c.region)
+            };
+            Arc::new(S3Store::new(&s3)?)
+        }
+        _ => Arc::new(FilesystemStore::open(&config.data_dir).await?),
+    })
+}
+
+/// The metadata store `[database] url` names: PostgreSQL, or SQLite (by default
+/// `data_dir/meta.db`).
+async fn open_meta(config: &Config) -> Result<Arc<dyn MetaStore>, StartError> {
+    let url = config.database.url.as_str();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let meta = PostgresMeta::connect(url, config.database.max_connections).await?;
+        return Ok(Arc::new(meta));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(Arc::new(
+            SqliteMeta::open(std::path::Path::new(path)).await?,
+        ));
+    }
+    Ok(Arc::new(
+        SqliteMeta::open(&config.data_dir.join("meta.db")).await?,
+    ))
 }
 
 /// The first administrator (on an empty registry) and the shared token signing key.

@@ -24,6 +24,10 @@ type ApiResult = Result<Response, ApiError>;
 
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
 
+/// How long a presigned blob URL handed out in a redirect stays valid (distribution's S3
+/// driver uses 20 minutes too).
+const BLOB_REDIRECT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
 pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
     let method = request.method().clone();
     let endpoint = match Endpoint::parse(&method, request.uri().path()) {
@@ -418,6 +422,20 @@ async fn get_blob(
             HeaderValue::from_static("application/octet-stream"),
         );
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        h.insert("docker-content-digest", digest_header);
+        return Ok(response);
+    }
+    if app.config().storage.redirect
+        && let Some(url) = app
+            .registry()
+            .blob_redirect(repo, digest, BLOB_REDIRECT_LIFETIME)
+            .await?
+    {
+        // distribution-spec "Pulling blobs": a registry MAY redirect a blob GET; the client
+        // follows it (with its Range header) to the blob store.
+        let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+        let h = response.headers_mut();
+        h.insert(header::LOCATION, header_value(&url)?);
         h.insert("docker-content-digest", digest_header);
         return Ok(response);
     }

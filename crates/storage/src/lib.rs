@@ -103,6 +103,12 @@ pub trait BlobReader: Send + Sync {
     /// Streams the blob, or the given range of it (which the caller has checked against the
     /// blob's size).
     async fn open(&self, key: &BlobKey, range: Option<ByteRange>) -> Result<ByteStream>;
+
+    /// A URL from which a client may GET the blob itself, valid for `expires`, so the server
+    /// can redirect instead of streaming (S3: a presigned URL). `None`: serve it through berth.
+    async fn redirect_url(&self, _key: &BlobKey, _expires: std::time::Duration) -> Option<String> {
+        None
+    }
 }
 
 /// Receives the bytes of one request into an upload session.

@@ -376,6 +376,10 @@ impl BlobReader for S3Store {
             Err(e) => Err(backend(e)),
         }
     }
+
+    async fn redirect_url(&self, key: &BlobKey, expires: Duration) -> Option<String> {
+        self.presigned_get(key, expires).await
+    }
 }
 
 /// Appends one request's bytes: full parts go to S3 as they fill, the rest is staged at finish.

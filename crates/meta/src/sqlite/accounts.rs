@@ -6,6 +6,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::SqliteMeta;
 use crate::accounts::{Accounts, ProjectRecord, RobotPermission, RobotRecord, Role, UserRecord};
+use crate::rows::{conflict, missing, role};
 use crate::{MetaError, Result, unix_now as now};
 
 fn user(row: &SqliteRow) -> Result<UserRecord> {
@@ -25,28 +26,6 @@ fn project(row: &SqliteRow) -> Result<ProjectRecord> {
         owner: row.try_get("owner")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-fn role(text: &str) -> Result<Role> {
-    text.parse()
-        .map_err(|_| MetaError::Corrupt(format!("role {text:?}")))
-}
-
-/// A unique-constraint violation means the name is taken.
-fn conflict(what: &str, name: &str) -> impl FnOnce(sqlx::Error) -> MetaError {
-    let message = format!("{what} {name:?} already exists");
-    move |e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => MetaError::Conflict(message),
-        _ => MetaError::Database(e),
-    }
-}
-
-/// A foreign-key violation means something named does not exist.
-fn missing(message: String) -> impl FnOnce(sqlx::Error) -> MetaError {
-    move |e| match &e {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => MetaError::NotFound(message),
-        _ => MetaError::Database(e),
-    }
 }
 
 impl SqliteMeta {

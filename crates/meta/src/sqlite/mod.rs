@@ -8,7 +8,6 @@ mod accounts;
 mod audit;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +15,7 @@ use berth_oci::{Digest, Repository, Tag};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::rows::{page, parse, size};
 use crate::{
     BlobIndex, BlobRecord, Catalog, ManifestIndex, ManifestRecord, MetaError, MetaStore,
     NewManifest, Page, Referrer, Result, UploadRecord, UploadSessions, unix_now as now,
@@ -27,27 +27,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 pub struct SqliteMeta {
     read: SqlitePool,
     write: SqlitePool,
-}
-
-fn parse<T: FromStr>(s: &str) -> Result<T> {
-    s.parse()
-        .map_err(|_| MetaError::Corrupt(s.chars().take(300).collect()))
-}
-
-/// A page of at most `limit` parsed names from a query that fetched `limit + 1`.
-fn page<T: FromStr>(names: &[String], limit: u32) -> Result<Page<T>> {
-    Ok(Page {
-        items: names
-            .iter()
-            .take(limit as usize)
-            .map(|n| parse(n))
-            .collect::<Result<_>>()?,
-        more: names.len() > limit as usize,
-    })
-}
-
-fn size(v: i64) -> Result<u64> {
-    u64::try_from(v).map_err(|_| MetaError::Corrupt(format!("negative size {v}")))
 }
 
 impl SqliteMeta {

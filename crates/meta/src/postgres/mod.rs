@@ -1,0 +1,589 @@
+//! The distributed backend: PostgreSQL, shared by any number of `berth serve` replicas.
+//!
+//! SQLite serializes every write through one connection (`BEGIN IMMEDIATE`), so a check
+//! followed by a write inside one of its transactions cannot be interleaved with anything.
+//! Here transactions from many replicas run at once, so every such read-then-write is made safe
+//! by one of:
+//! - a unique constraint with `INSERT ... ON CONFLICT`, which PostgreSQL resolves atomically
+//!   (a second inserter waits for the first to commit, then takes the conflict branch);
+//! - a row lock: rows a write depends on are read `FOR KEY SHARE`, so a concurrent delete of
+//!   them waits until the write commits, and a delete locks what it removes `FOR UPDATE`;
+//! - a compare-and-swap `UPDATE ... WHERE`, which PostgreSQL re-checks against the newest
+//!   row version after waiting for a concurrent writer.
+//!
+//! Transactions run at READ COMMITTED (requested explicitly, whatever the server default):
+//! each statement sees rows committed before it started, which is what lets a statement that
+//! follows `ON CONFLICT DO NOTHING` read the row another replica just committed. No path needs
+//! SERIALIZABLE, so none needs a retry loop. Writes that lock several rows of a kind take
+//! them in one order (tags by name, a manifest before its tags), so they do not deadlock;
+//! `replicas_race_on_one_database` in tests/postgres.rs runs them against each other.
+
+mod accounts;
+mod audit;
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use berth_oci::{Digest, Repository, Tag};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use crate::rows::{page, parse, size};
+use crate::{
+    BlobIndex, BlobRecord, Catalog, ManifestIndex, ManifestRecord, MetaError, MetaStore,
+    NewManifest, Page, Referrer, Result, UploadRecord, UploadSessions, unix_now as now,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Every transaction starts with this; see the module documentation.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+#[derive(Clone, Debug)]
+pub struct PostgresMeta {
+    pool: PgPool,
+}
+
+fn strings(digests: &[Digest]) -> Vec<String> {
+    digests.iter().map(Digest::to_string).collect()
+}
+
+impl PostgresMeta {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) with a
+    /// pool of at most `max_connections`, and applies pending migrations.
+    ///
+    /// Replicas starting at once are safe: the migrator holds a PostgreSQL advisory lock while
+    /// it works, so one applies the migrations and the others find them applied.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        // The migrator's advisory lock belongs to the session; on a connection of its own,
+        // closed afterwards, it cannot stay held in the serving pool if a migration fails.
+        let migrate = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let migrated = MIGRATOR.run(&migrate).await;
+        migrate.close().await;
+        migrated?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin_with(BEGIN).await?)
+    }
+
+    /// The repository's id, creating the repository if needed.
+    ///
+    /// SQLite: one upsert (`DO UPDATE ... RETURNING id`), serialized by its single writer.
+    /// Here that no-op update would write a row version and lock the repository row on every
+    /// push, serializing all writes to a repository for nothing: repositories are never
+    /// deleted, so a found id stays valid. Instead: look it up; if missing, insert with DO
+    /// NOTHING (a replica creating it at the same moment makes this wait for its commit); if
+    /// that inserted nothing, the next statement, with a fresh READ COMMITTED snapshot, sees
+    /// the other replica's row.
+    async fn repository_id(tx: &mut sqlx::PgConnection, repository: &Repository) -> Result<i64> {
+        let select = "SELECT id FROM repositories WHERE name = $1";
+        let found: Option<i64> = sqlx::query_scalar(select)
+            .bind(repository.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
+             ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(repository.as_str())
+        .bind(now())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = inserted {
+            return Ok(id);
+        }
+        Ok(sqlx::query_scalar(select)
+            .bind(repository.as_str())
+            .fetch_one(&mut *tx)
+            .await?)
+    }
+
+    /// Lets repository `repo` read blob `digest`. Its foreign key check locks the blob row
+    /// (FOR KEY SHARE) until the transaction ends, so the blob cannot vanish under the link.
+    async fn grant(tx: &mut sqlx::PgConnection, repo: i64, digest: &Digest) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repo)
+        .bind(digest.to_string())
+        .bind(now())
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
+
+fn manifest_record(row: &PgRow) -> Result<ManifestRecord> {
+    let subject: Option<String> = row.try_get("subject")?;
+    Ok(ManifestRecord {
+        digest: parse(row.try_get::<&str, _>("digest")?)?,
+        media_type: row.try_get("media_type")?,
+        content: row.try_get("content")?,
+        subject: subject.as_deref().map(parse).transpose()?,
+    })
+}
+
+fn blob_record(row: &PgRow) -> Result<BlobRecord> {
+    Ok(BlobRecord {
+        digest: parse(row.try_get::<&str, _>("digest")?)?,
+        size: size(row.try_get("size")?)?,
+        storage_key: row.try_get("storage_key")?,
+    })
+}
+
+#[async_trait]
+impl BlobIndex for PostgresMeta {
+    async fn repository_blob(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<BlobRecord>> {
+        let row = sqlx::query(
+            "SELECT b.digest, b.size, b.storage_key FROM blobs b
+             JOIN repository_blobs rb ON rb.digest = b.digest
+             JOIN repositories r ON r.id = rb.repository_id
+             WHERE r.name = $1 AND b.digest = $2",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(blob_record).transpose()
+    }
+
+    async fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        let row = sqlx::query("SELECT digest, size, storage_key FROM blobs WHERE digest = $1")
+            .bind(digest.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(blob_record).transpose()
+    }
+
+    async fn add_blob(&self, repository: &Repository, blob: &BlobRecord) -> Result<BlobRecord> {
+        let mut tx = self.begin().await?;
+        let repo = Self::repository_id(&mut tx, repository).await?;
+        // Replicas adding the same digest at once: the unique key makes the later ones wait
+        // for the first insert and then do nothing; the SELECT below, a new statement at READ
+        // COMMITTED, then reads the winner's row, so every caller returns the one record in
+        // force (SQLite: no concurrent insert was possible).
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(blob.digest.to_string())
+        .bind(blob.size as i64)
+        .bind(&blob.storage_key)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        Self::grant(&mut tx, repo, &blob.digest).await?;
+        let row = sqlx::query("SELECT digest, size, storage_key FROM blobs WHERE digest = $1")
+            .bind(blob.digest.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        let record = blob_record(&row)?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn link_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        // SQLite checks, then links, with no writer in between. Here the check locks the blob
+        // row (FOR KEY SHARE: blocks only its deletion), so it still exists when linked.
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = $1 FOR KEY SHARE")
+                .bind(digest.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let repo = Self::repository_id(&mut tx, repository).await?;
+        Self::grant(&mut tx, repo, digest).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn unlink_blob(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
+        // One statement: of two concurrent unlinks, the second finds the row gone.
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs WHERE digest = $1
+             AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+        )
+        .bind(digest.to_string())
+        .bind(repository.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn blob_repositories(&self, digest: &Digest, limit: u32) -> Result<Vec<Repository>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+             WHERE rb.digest = $1 ORDER BY r.name LIMIT $2",
+        )
+        .bind(digest.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        names.iter().map(|n| parse(n)).collect()
+    }
+}
+
+#[async_trait]
+impl ManifestIndex for PostgresMeta {
+    async fn put_manifest(&self, repository: &Repository, m: &NewManifest) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let repo = Self::repository_id(&mut tx, repository).await?;
+        // The checks lock what they find (FOR KEY SHARE), so a concurrent unlink_blob or
+        // delete_manifest of a referenced blob link or child manifest waits until this
+        // manifest is stored; SQLite's single writer gave the same order for free.
+        let linked: Vec<String> = sqlx::query_scalar(
+            "SELECT digest FROM repository_blobs WHERE repository_id = $1 AND digest = ANY($2)
+             FOR KEY SHARE",
+        )
+        .bind(repo)
+        .bind(strings(&m.blobs))
+        .fetch_all(&mut *tx)
+        .await?;
+        if let Some(missing) = m.blobs.iter().find(|b| !linked.contains(&b.to_string())) {
+            return Err(MetaError::BlobUnknown(missing.clone()));
+        }
+        let children: Vec<String> = sqlx::query_scalar(
+            "SELECT digest FROM manifests WHERE repository_id = $1 AND digest = ANY($2)
+             FOR KEY SHARE",
+        )
+        .bind(repo)
+        .bind(strings(&m.manifests))
+        .fetch_all(&mut *tx)
+        .await?;
+        if let Some(missing) = m
+            .manifests
+            .iter()
+            .find(|c| !children.contains(&c.to_string()))
+        {
+            return Err(MetaError::ManifestUnknown(missing.clone()));
+        }
+        // Same digest, same bytes: a repeated PUT only adds tags. SQLite inserts with DO
+        // NOTHING and then looks the id up; here a delete_manifest could commit between the
+        // two. The no-op DO UPDATE returns the id and locks the row in one statement, so the
+        // manifest stays until its references and tags are in.
+        let manifest_id: i64 = sqlx::query_scalar(
+            "INSERT INTO manifests (repository_id, digest, media_type, content, subject,
+                                    artifact_type, annotations, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = manifests.created_at
+             RETURNING id",
+        )
+        .bind(repo)
+        .bind(m.digest.to_string())
+        .bind(&m.media_type)
+        .bind(&m.content)
+        .bind(m.subject.as_ref().map(|d| d.to_string()))
+        .bind(&m.artifact_type)
+        .bind(&m.annotations)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?;
+        let (kinds, digests): (Vec<&str>, Vec<String>) = m
+            .blobs
+            .iter()
+            .map(|d| ("blob", d.to_string()))
+            .chain(m.manifests.iter().map(|d| ("manifest", d.to_string())))
+            .unzip();
+        sqlx::query(
+            "INSERT INTO manifest_references (manifest_id, kind, digest)
+             SELECT $1, kind, digest FROM unnest($2::TEXT[], $3::TEXT[]) AS r(kind, digest)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(manifest_id)
+        .bind(kinds)
+        .bind(digests)
+        .execute(&mut *tx)
+        .await?;
+        // One upsert for all tags, locking them in name order, the order delete_manifest
+        // locks them in (SQLite's single writer needed no order). A set, since DO UPDATE may
+        // touch a row only once per statement; upserting a repeated tag twice ends the same.
+        let tags: Vec<&str> = m
+            .tags
+            .iter()
+            .map(Tag::as_str)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        sqlx::query(
+            "INSERT INTO tags (repository_id, name, manifest_id, updated_at)
+             SELECT $1, name, $2, $3 FROM unnest($4::TEXT[]) AS t(name)
+             ON CONFLICT (repository_id, name)
+             DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at",
+        )
+        .bind(repo)
+        .bind(manifest_id)
+        .bind(now())
+        .bind(tags)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn manifest(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.content, m.subject FROM manifests m
+             JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(manifest_record).transpose()
+    }
+
+    async fn tagged_manifest(
+        &self,
+        repository: &Repository,
+        tag: &Tag,
+    ) -> Result<Option<ManifestRecord>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.content, m.subject FROM tags t
+             JOIN repositories r ON r.id = t.repository_id
+             JOIN manifests m ON m.id = t.manifest_id
+             WHERE r.name = $1 AND t.name = $2",
+        )
+        .bind(repository.as_str())
+        .bind(tag.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(manifest_record).transpose()
+    }
+
+    async fn delete_manifest(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        // SQLite finds the id, then deletes. Here two replicas could both find it and both
+        // report a delete: FOR UPDATE makes the second wait and then find nothing.
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT m.id FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = $1 AND m.digest = $2 FOR UPDATE OF m",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(false);
+        };
+        // Lock the manifest's tags in name order, the order put_manifest's upsert takes them:
+        // the cascade below would take them in storage order, and a put moving these tags
+        // to another manifest meanwhile would deadlock with it.
+        sqlx::query("SELECT 1 FROM tags WHERE manifest_id = $1 ORDER BY name FOR UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        // ON DELETE CASCADE removes the tags and references.
+        sqlx::query("DELETE FROM manifests WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_tag(&self, repository: &Repository, tag: &Tag) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM tags WHERE name = $1
+             AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+        )
+        .bind(tag.as_str())
+        .bind(repository.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn tags(
+        &self,
+        repository: &Repository,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Page<Tag>>> {
+        let repo: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(repository.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(repo) = repo else {
+            return Ok(None);
+        };
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(repo)
+        .bind(last.unwrap_or(""))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(page(&names, limit)?))
+    }
+
+    async fn referrers(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, octet_length(m.content)::BIGINT AS size,
+                    m.artifact_type, m.annotations
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = $1 AND m.subject = $2
+               AND ($3::TEXT IS NULL OR m.artifact_type = $3)
+             ORDER BY m.created_at, m.id",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .bind(artifact_type)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Referrer {
+                    digest: parse(row.try_get::<&str, _>("digest")?)?,
+                    media_type: row.try_get("media_type")?,
+                    size: size(row.try_get("size")?)?,
+                    artifact_type: row.try_get("artifact_type")?,
+                    annotations: row.try_get("annotations")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Catalog for PostgresMeta {
+    async fn repositories(&self, last: Option<&str>, limit: u32) -> Result<Page<Repository>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
+        )
+        .bind(last.unwrap_or(""))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        page(&names, limit)
+    }
+
+    async fn repository_exists(&self, repository: &Repository) -> Result<bool> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(repository.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(id.is_some())
+    }
+}
+
+#[async_trait]
+impl UploadSessions for PostgresMeta {
+    async fn create_upload(&self, u: &UploadRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO uploads (id, repository, \"offset\", hash_state, backend_state, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&u.id)
+        .bind(u.repository.as_str())
+        .bind(u.offset as i64)
+        .bind(&u.hash_state)
+        .bind(&u.backend_state)
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>> {
+        let row = sqlx::query(
+            "SELECT id, repository, \"offset\", hash_state, backend_state, created_at, updated_at
+             FROM uploads WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(UploadRecord {
+            id: row.try_get("id")?,
+            repository: parse(row.try_get::<&str, _>("repository")?)?,
+            offset: size(row.try_get("offset")?)?,
+            hash_state: row.try_get("hash_state")?,
+            backend_state: row.try_get("backend_state")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        }))
+    }
+
+    async fn advance_upload(
+        &self,
+        id: &str,
+        expected_offset: u64,
+        offset: u64,
+        hash_state: &[u8],
+        backend_state: &[u8],
+    ) -> Result<bool> {
+        // Compare-and-swap, as on SQLite: a second replica's UPDATE waits for the first, then
+        // re-checks `offset` against the row the first wrote and matches nothing.
+        let done = sqlx::query(
+            "UPDATE uploads SET \"offset\" = $1, hash_state = $2, backend_state = $3, updated_at = $4
+             WHERE id = $5 AND \"offset\" = $6",
+        )
+        .bind(offset as i64)
+        .bind(hash_state)
+        .bind(backend_state)
+        .bind(now())
+        .bind(id)
+        .bind(expected_offset as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn count_uploads(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
+            .fetch_one(&self.pool)
+            .await?;
+        size(n)
+    }
+}
+
+#[async_trait]
+impl MetaStore for PostgresMeta {
+    async fn check(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

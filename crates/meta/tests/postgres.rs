@@ -1,0 +1,864 @@
+//! `PostgresMeta` against a real PostgreSQL: the shared suite, and replicas racing on one
+//! database.
+//!
+//! Each test starts a throw-away cluster of its own (initdb into a temporary directory, TCP on
+//! loopback only, password auth, stopped when the test ends, even by a panic), unless
+//! `BERTH_TEST_POSTGRES_URL` names a server to use instead, e.g.
+//! `postgres://berth:secret@127.0.0.1:5432/postgres`: then each test creates a fresh database
+//! there (the URL's user must be allowed to) and drops it when it passes.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use berth_meta::{
+    Accounts, AuditEvent, AuditLog, BlobIndex, BlobRecord, ManifestIndex, MetaError, MetaStore,
+    NewManifest, PostgresMeta, ProjectRecord, Role, UploadRecord, UploadSessions, UserRecord,
+    testsuite,
+};
+use berth_oci::{Digest, Repository, Tag};
+use tokio::sync::Barrier;
+
+use cluster::TestDatabase;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_suite() {
+    let db = TestDatabase::create().await;
+    let meta = PostgresMeta::connect(db.url(), 4).await.expect("connect");
+    testsuite::run(&meta).await;
+    // Opening again finds the migrations applied.
+    let again = PostgresMeta::connect(db.url(), 1).await.expect("reconnect");
+    again.check().await.expect("check");
+    drop((meta, again));
+    db.drop_database().await;
+}
+
+/// Replicas: each has its own pool, so every task below runs on its own connection.
+const REPLICAS: usize = 16;
+/// Each race is run this many times with fresh names, to give the interleavings a chance.
+const ROUNDS: usize = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_race_on_one_database() {
+    let db = TestDatabase::create().await;
+    // Replicas starting at once all migrate: the migrator's advisory lock lets one do it.
+    let replicas: Vec<PostgresMeta> = race_n(REPLICAS, {
+        let url = db.url().to_string();
+        move |_| {
+            let url = url.clone();
+            async move { PostgresMeta::connect(&url, 2).await }
+        }
+    })
+    .await
+    .into_iter()
+    .map(|r| r.expect("connect"))
+    .collect();
+    let replicas = Arc::new(replicas);
+
+    for round in 0..ROUNDS {
+        blobs(&replicas, round).await;
+        manifests_and_tags(&replicas, round).await;
+        puts_race_deletes(&replicas, round).await;
+        tags_move_while_deleted(&replicas, round).await;
+        accounts(&replicas, round).await;
+        uploads_keys_and_audit(&replicas, round).await;
+    }
+    drop(replicas);
+    db.drop_database().await;
+}
+
+fn repo(s: &str) -> Repository {
+    s.parse().expect("repository")
+}
+
+fn tag(s: &str) -> Tag {
+    s.parse().expect("tag")
+}
+
+fn blob(data: &[u8], key: &str) -> BlobRecord {
+    BlobRecord {
+        digest: Digest::sha256_of(data),
+        size: data.len() as u64,
+        storage_key: key.to_string(),
+    }
+}
+
+fn manifest(content: &str, blobs: &[&Digest], manifests: &[&Digest], tags: &[&str]) -> NewManifest {
+    NewManifest {
+        digest: Digest::sha256_of(content.as_bytes()),
+        media_type: berth_oci::media_type::OCI_MANIFEST.to_string(),
+        content: content.as_bytes().to_vec(),
+        subject: None,
+        artifact_type: None,
+        annotations: None,
+        blobs: blobs.iter().map(|d| (*d).clone()).collect(),
+        manifests: manifests.iter().map(|d| (*d).clone()).collect(),
+        tags: tags.iter().map(|t| tag(t)).collect(),
+    }
+}
+
+/// Runs `f(i)` for i in 0..n as concurrent tasks released together by a barrier, and returns
+/// their results in order of `i`.
+async fn race_n<T, F, Fut>(n: usize, f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (f, barrier) = (f.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                f(i).await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for task in tasks {
+        out.push(task.await.expect("task panicked"));
+    }
+    out
+}
+
+/// `f(replica i, i)` on every replica at once.
+async fn race<T, F, Fut>(replicas: &Arc<Vec<PostgresMeta>>, f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(PostgresMeta, usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let replicas = replicas.clone();
+    race_n(replicas.len(), move |i| f(replicas[i].clone(), i)).await
+}
+
+fn ok_count<T>(results: &[Result<T, MetaError>]) -> usize {
+    results.iter().filter(|r| r.is_ok()).count()
+}
+
+fn trues(results: Vec<Result<bool, MetaError>>) -> usize {
+    results
+        .into_iter()
+        .map(|r| r.expect("no database error"))
+        .filter(|b| *b)
+        .count()
+}
+
+async fn blobs(replicas: &Arc<Vec<PostgresMeta>>, round: usize) {
+    let meta = &replicas[0];
+    let data = format!("race blob {round}");
+    // Every replica adds the same digest with its own storage key, half of them to each of two
+    // repositories that do not exist yet: one record wins, and everyone is told which.
+    let added = race(replicas, {
+        let data = data.clone();
+        move |m, i| {
+            let b = blob(data.as_bytes(), &format!("blobs/{i}"));
+            async move {
+                m.add_blob(&repo(&format!("race{round}/r{}", i % 2)), &b)
+                    .await
+            }
+        }
+    })
+    .await;
+    let added: Vec<BlobRecord> = added.into_iter().map(|r| r.expect("add_blob")).collect();
+    let stored = meta
+        .blob(&Digest::sha256_of(data.as_bytes()))
+        .await
+        .expect("blob")
+        .expect("stored");
+    assert!(added.iter().all(|b| *b == stored), "one record in force");
+    let digest = stored.digest.clone();
+    assert_eq!(
+        meta.blob_repositories(&digest, 10).await.expect("repos"),
+        [
+            repo(&format!("race{round}/r0")),
+            repo(&format!("race{round}/r1"))
+        ]
+    );
+
+    // Linking the same blob into one new repository: all succeed, one link.
+    let target = repo(&format!("race{round}/linked"));
+    let linked = race(replicas, {
+        let (digest, target) = (digest.clone(), target.clone());
+        move |m, _| {
+            let (digest, target) = (digest.clone(), target.clone());
+            async move { m.link_blob(&target, &digest).await }
+        }
+    })
+    .await;
+    assert_eq!(trues(linked), REPLICAS, "every link succeeds");
+    assert_eq!(
+        meta.blob_repositories(&digest, 10)
+            .await
+            .expect("repos")
+            .len(),
+        3
+    );
+    // Unlinking it: exactly one replica removes it.
+    let unlinked = race(replicas, {
+        let (digest, target) = (digest.clone(), target.clone());
+        move |m, _| {
+            let (digest, target) = (digest.clone(), target.clone());
+            async move { m.unlink_blob(&target, &digest).await }
+        }
+    })
+    .await;
+    assert_eq!(trues(unlinked), 1, "one unlink wins");
+}
+
+async fn manifests_and_tags(replicas: &Arc<Vec<PostgresMeta>>, round: usize) {
+    let meta = &replicas[0];
+    let r = repo(&format!("race{round}/manifests"));
+    let layer = blob(format!("layer {round}").as_bytes(), "blobs/layer");
+    meta.add_blob(&r, &layer).await.expect("layer");
+
+    // The same manifest and tag from every replica: idempotent, no error.
+    let same = manifest(
+        &format!("{{\"same\":{round}}}"),
+        &[&layer.digest],
+        &[],
+        &["same"],
+    );
+    let put = race(replicas, {
+        let (r, same) = (r.clone(), same.clone());
+        move |m, _| {
+            let (r, same) = (r.clone(), same.clone());
+            async move { m.put_manifest(&r, &same).await }
+        }
+    })
+    .await;
+    assert_eq!(ok_count(&put), REPLICAS, "{put:?}");
+
+    // Different manifests, each moving `latest` and the pair `x`/`y` (in either order) and
+    // adding a tag of its own: all succeed, and `latest` names one of them.
+    let put = race(replicas, {
+        let (r, layer) = (r.clone(), layer.digest.clone());
+        move |m, i| {
+            let (r, layer) = (r.clone(), layer.clone());
+            let own = format!("t{i}");
+            let pair: [&str; 2] = if i % 2 == 0 { ["x", "y"] } else { ["y", "x"] };
+            let nm = manifest(
+                &format!("{{\"round\":{round},\"i\":{i}}}"),
+                &[&layer],
+                &[],
+                &["latest", pair[0], pair[1], &own],
+            );
+            async move { m.put_manifest(&r, &nm).await }
+        }
+    })
+    .await;
+    assert_eq!(ok_count(&put), REPLICAS, "{put:?}");
+    let tags = meta.tags(&r, None, 100).await.expect("tags").expect("repo");
+    assert_eq!(
+        tags.items.len(),
+        REPLICAS + 4,
+        "latest, same, x, y and one each"
+    );
+    let latest = meta
+        .tagged_manifest(&r, &tag("latest"))
+        .await
+        .expect("latest")
+        .expect("tagged");
+    let text = String::from_utf8(latest.content).expect("utf-8");
+    assert!(text.starts_with(&format!("{{\"round\":{round},")), "{text}");
+
+    // Deleting one tag, then one manifest, from every replica: one winner each.
+    let deleted = race(replicas, {
+        let r = r.clone();
+        move |m, _| {
+            let r = r.clone();
+            async move { m.delete_tag(&r, &tag("t0")).await }
+        }
+    })
+    .await;
+    assert_eq!(trues(deleted), 1, "one delete_tag wins");
+    let deleted = race(replicas, {
+        let (r, digest) = (r.clone(), same.digest.clone());
+        move |m, _| {
+            let (r, digest) = (r.clone(), digest.clone());
+            async move { m.delete_manifest(&r, &digest).await }
+        }
+    })
+    .await;
+    assert_eq!(trues(deleted), 1, "one delete_manifest wins");
+    assert_eq!(
+        meta.tagged_manifest(&r, &tag("same")).await.expect("get"),
+        None,
+        "its tag went with it"
+    );
+}
+
+/// Writes whose checks race with deletes of what they check: each ends as one serial order
+/// would have it (stored, or refused with BlobUnknown / ManifestUnknown), never in a database
+/// error such as a deadlock or a foreign key violation.
+async fn puts_race_deletes(replicas: &Arc<Vec<PostgresMeta>>, round: usize) {
+    let meta = &replicas[0];
+    let r = repo(&format!("race{round}/churn"));
+    let layer = blob(format!("churn layer {round}").as_bytes(), "blobs/churn");
+    meta.add_blob(&r, &layer).await.expect("layer");
+    let child = manifest(
+        &format!("{{\"child\":{round}}}"),
+        &[&layer.digest],
+        &[],
+        &["child"],
+    );
+    meta.put_manifest(&r, &child).await.expect("child");
+
+    let outcomes = race(replicas, {
+        let (r, layer, child) = (r.clone(), layer.clone(), child.clone());
+        move |m, i| {
+            let (r, layer, child) = (r.clone(), layer.clone(), child.clone());
+            async move {
+                for step in 0..5 {
+                    match (i + step) % 4 {
+                        // Re-push the child with its tags, and an index over it.
+                        0 => m.put_manifest(&r, &child).await?,
+                        1 => {
+                            let index = manifest(
+                                &format!("{{\"index\":{i},\"step\":{step}}}"),
+                                &[],
+                                &[&child.digest],
+                                &["index", "child"],
+                            );
+                            match m.put_manifest(&r, &index).await {
+                                Ok(()) | Err(MetaError::ManifestUnknown(_)) => {}
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        2 => {
+                            m.delete_manifest(&r, &child.digest).await?;
+                        }
+                        // Unlink and re-add the layer the child needs.
+                        _ => {
+                            if i % 2 == 0 {
+                                m.unlink_blob(&r, &layer.digest).await?;
+                            } else {
+                                m.add_blob(&r, &layer).await?;
+                            }
+                        }
+                    }
+                }
+                Ok::<_, MetaError>(())
+            }
+        }
+    })
+    .await;
+    // Re-pushing the child may meet an unlinked layer: that is BlobUnknown, not a failure.
+    for outcome in outcomes {
+        match outcome {
+            Ok(()) | Err(MetaError::BlobUnknown(_)) => {}
+            Err(e) => panic!("a racing write failed: {e}"),
+        }
+    }
+}
+
+/// Many tags moving between manifests while those manifests are deleted: a put locks the
+/// tags it moves, a delete the tags it removes, both in name order, so neither deadlocks.
+async fn tags_move_while_deleted(replicas: &Arc<Vec<PostgresMeta>>, round: usize) {
+    let meta = &replicas[0];
+    let r = repo(&format!("race{round}/moving"));
+    let layer = blob(format!("moving layer {round}").as_bytes(), "blobs/moving");
+    meta.add_blob(&r, &layer).await.expect("layer");
+    let names: Vec<String> = (0..24).map(|t| format!("t{t:02}")).collect();
+    let outcomes = race(replicas, {
+        let (r, layer, names) = (r.clone(), layer.digest.clone(), names.clone());
+        move |m, i| {
+            let (r, layer, names) = (r.clone(), layer.clone(), names.clone());
+            async move {
+                let tags: Vec<&str> = names.iter().map(String::as_str).collect();
+                let mine = |n: usize| {
+                    manifest(
+                        &format!("{{\"moving\":{round},\"m\":{n}}}"),
+                        &[&layer],
+                        &[],
+                        &tags,
+                    )
+                };
+                for step in 0..6 {
+                    if (i + step) % 2 == 0 {
+                        m.put_manifest(&r, &mine(i)).await?;
+                    } else {
+                        // Someone else's manifest, likely holding the tags right now.
+                        m.delete_manifest(&r, &mine((i + step) % REPLICAS).digest)
+                            .await?;
+                    }
+                }
+                Ok::<_, MetaError>(())
+            }
+        }
+    })
+    .await;
+    for outcome in outcomes {
+        if let Err(e) = outcome {
+            panic!("a racing write failed: {e}");
+        }
+    }
+}
+
+fn user(name: &str) -> UserRecord {
+    UserRecord {
+        name: name.to_string(),
+        password_hash: "$argon2id$race".to_string(),
+        system_admin: false,
+        disabled: false,
+        created_at: 1,
+    }
+}
+
+fn project(name: &str, owner: Option<&str>) -> ProjectRecord {
+    ProjectRecord {
+        name: name.to_string(),
+        public: false,
+        owner: owner.map(str::to_string),
+        created_at: 1,
+    }
+}
+
+async fn accounts(replicas: &Arc<Vec<PostgresMeta>>, round: usize) {
+    let meta = &replicas[0];
+    let admin = format!("admin{round}");
+    meta.create_user(&user(&admin), None).await.expect("admin");
+
+    // One project name from every replica: one creates it, the others are told it exists.
+    let created = race(replicas, {
+        let admin = admin.clone();
+        move |m, _| {
+            let admin = admin.clone();
+            async move {
+                m.create_project(&project(&format!("shared{round}"), None), Some(&admin))
+                    .await
+            }
+        }
+    })
+    .await;
+    assert_eq!(ok_count(&created), 1, "{created:?}");
+    assert!(
+        created
+            .iter()
+            .all(|r| matches!(r, Ok(()) | Err(MetaError::Conflict(_)))),
+        "{created:?}"
+    );
+
+    // One account name with its personal project: one wins, whole; the others roll back.
+    let name = format!("carol{round}");
+    let created = race(replicas, {
+        let name = name.clone();
+        move |m, _| {
+            let name = name.clone();
+            async move {
+                m.create_user(&user(&name), Some(&project(&name, Some(&name))))
+                    .await
+            }
+        }
+    })
+    .await;
+    assert_eq!(ok_count(&created), 1, "{created:?}");
+    assert!(
+        created
+            .iter()
+            .all(|r| matches!(r, Ok(()) | Err(MetaError::Conflict(_)))),
+        "{created:?}"
+    );
+    assert_eq!(
+        meta.role(&name, &name).await.expect("role"),
+        Some(Role::Admin)
+    );
+
+    // Every replica sets the same membership to some role: all succeed, one role stays.
+    let set = race(replicas, {
+        let (project, name) = (format!("shared{round}"), name.clone());
+        move |m, i| {
+            let (project, name) = (project.clone(), name.clone());
+            async move { m.set_member(&project, &name, Role::ALL[i % 4]).await }
+        }
+    })
+    .await;
+    assert_eq!(ok_count(&set), REPLICAS, "{set:?}");
+    assert!(
+        meta.role(&format!("shared{round}"), &name)
+            .await
+            .expect("role")
+            .is_some()
+    );
+}
+
+async fn uploads_keys_and_audit(replicas: &Arc<Vec<PostgresMeta>>, round: usize) {
+    let meta = &replicas[0];
+    let upload = UploadRecord {
+        id: format!("01RACE{round}"),
+        repository: repo("race/uploads"),
+        offset: 0,
+        hash_state: vec![0],
+        backend_state: vec![],
+        created_at: 1,
+        updated_at: 1,
+    };
+    meta.create_upload(&upload).await.expect("create");
+    // Every replica advances from offset 0 to its own offset: one compare-and-swap wins.
+    let advanced = race(replicas, {
+        let id = upload.id.clone();
+        move |m, i| {
+            let id = id.clone();
+            async move {
+                m.advance_upload(&id, 0, 100 + i as u64, &[i as u8], &[])
+                    .await
+            }
+        }
+    })
+    .await;
+    let winners: Vec<usize> = advanced
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.expect("advance").then_some(i))
+        .collect();
+    assert_eq!(winners.len(), 1, "one advance wins");
+    let stored = meta.upload(&upload.id).await.expect("get").expect("exists");
+    assert_eq!(stored.offset, 100 + winners[0] as u64);
+    assert_eq!(stored.hash_state, [winners[0] as u8]);
+    let deleted = race(replicas, {
+        let id = upload.id.clone();
+        move |m, _| {
+            let id = id.clone();
+            async move { m.delete_upload(&id).await }
+        }
+    })
+    .await;
+    assert_eq!(trues(deleted), 1, "one delete_upload wins");
+
+    // Replicas starting at once agree on one signing key (the first round stores it).
+    let keys = race(replicas, move |m, i| async move {
+        m.signing_key(format!("key {round} {i}").as_bytes()).await
+    })
+    .await;
+    let keys: Vec<Vec<u8>> = keys.into_iter().map(|k| k.expect("key")).collect();
+    assert!(keys.iter().all(|k| *k == keys[0]), "one key");
+    assert!(keys[0].starts_with(b"key 0 "), "stored by the first round");
+
+    // Concurrent events get distinct ids.
+    let ids = race(replicas, move |m, i| async move {
+        m.record_event(&AuditEvent {
+            at: 1,
+            actor: format!("replica{i}"),
+            source: None,
+            action: "race".into(),
+            project: None,
+            resource: format!("round {round}"),
+            detail: String::new(),
+        })
+        .await
+    })
+    .await;
+    let mut ids: Vec<i64> = ids.into_iter().map(|id| id.expect("record")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), REPLICAS, "distinct ids");
+}
+
+/// A PostgreSQL server for the tests: the one `BERTH_TEST_POSTGRES_URL` names, or a
+/// throw-away cluster.
+mod cluster {
+    use std::fs::{self, File};
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use sqlx::{Connection, Executor, PgConnection};
+
+    /// A fresh, empty database on a test server; owns the server when it started one.
+    pub struct TestDatabase {
+        admin_url: String,
+        url: String,
+        name: String,
+        /// The cluster, when this test started one: it stops when this value is dropped.
+        server: Option<Cluster>,
+    }
+
+    impl TestDatabase {
+        pub async fn create() -> Self {
+            let (server, admin_url) = match std::env::var("BERTH_TEST_POSTGRES_URL") {
+                Ok(url) if !url.is_empty() => (None, url),
+                _ => {
+                    let cluster = Cluster::start().await;
+                    let url = cluster.url("postgres");
+                    (Some(cluster), url)
+                }
+            };
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default();
+            let name = format!("berth_test_{}_{nanos}", std::process::id());
+            let mut admin = connect(&admin_url).await;
+            // An ICU locale where it is available, so that any listing sorted by the
+            // database's collation instead of bytes would fail the suite ("A" < "_z" < "a").
+            let icu = format!(
+                "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' \
+                 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
+            );
+            if admin.execute(sqlx::AssertSqlSafe(icu)).await.is_err() {
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .expect("create the test database");
+            }
+            admin.close().await.ok();
+            Self {
+                url: with_database(&admin_url, &name),
+                admin_url,
+                name,
+                server,
+            }
+        }
+
+        pub fn url(&self) -> &str {
+            &self.url
+        }
+
+        /// Drops the database (on a shared server; a throw-away cluster goes as a whole).
+        pub async fn drop_database(self) {
+            if self.server.is_none() {
+                let mut admin = connect(&self.admin_url).await;
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    )))
+                    .await
+                    .expect("drop the test database");
+                admin.close().await.ok();
+            }
+        }
+    }
+
+    async fn connect(url: &str) -> PgConnection {
+        PgConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test server: {e}"))
+    }
+
+    /// `url` with its database replaced by `name`.
+    fn with_database(url: &str, name: &str) -> String {
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (url, String::new()),
+        };
+        let authority_start = base.find("://").map_or(0, |i| i + 3);
+        let end = base[authority_start..]
+            .find('/')
+            .map_or(base.len(), |i| authority_start + i);
+        format!("{}/{name}{query}", &base[..end])
+    }
+
+    /// A PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only; stopped
+    /// and deleted on drop.
+    struct Cluster {
+        child: Child,
+        port: u16,
+        password: String,
+        log: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Cluster {
+        async fn start() -> Self {
+            let bin = bindir();
+            let dir = tempfile::Builder::new()
+                .prefix("berth-pg-")
+                .tempdir()
+                .expect("tempdir");
+            // PostgreSQL refuses to run as root: then it runs as the `postgres` account, which
+            // must own its directories.
+            let account = running_as_root().then(postgres_account);
+            let own = |path: &Path| {
+                if let Some((uid, gid)) = account {
+                    std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
+                }
+            };
+            own(dir.path());
+            let data = dir.path().join("data");
+            let sockets = dir.path().join("sockets");
+            fs::create_dir(&sockets).expect("socket dir");
+            fs::set_permissions(&sockets, fs::Permissions::from_mode(0o700)).expect("chmod");
+            own(&sockets);
+            let password = random_hex();
+            let pwfile = dir.path().join("pwfile");
+            fs::write(&pwfile, &password).expect("pwfile");
+            fs::set_permissions(&pwfile, fs::Permissions::from_mode(0o600)).expect("chmod");
+            own(&pwfile);
+            let log = dir.path().join("postgres.log");
+
+            let mut initdb = command(&bin, "initdb", account, dir.path());
+            initdb
+                .arg("--pgdata")
+                .arg(&data)
+                .args([
+                    "--username=berth",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                ])
+                .args(["--locale=C", "--no-sync", "--no-instructions"])
+                .arg(format!("--pwfile={}", pwfile.display()));
+            let out = initdb.output().expect("run initdb");
+            assert!(
+                out.status.success(),
+                "initdb failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+
+            let port = free_port();
+            let mut postgres = command(&bin, "postgres", account, dir.path());
+            postgres
+                .arg("-D")
+                .arg(&data)
+                .arg("-k")
+                .arg(&sockets)
+                .args(["-p", &port.to_string()])
+                .args(["-c", "listen_addresses=127.0.0.1"])
+                // A throw-away cluster: durability costs time and buys nothing.
+                .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+                .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(File::create(&log).expect("log")))
+                .stderr(Stdio::from(
+                    File::options().append(true).open(&log).expect("log"),
+                ));
+            let child = postgres.spawn().expect("start postgres");
+            let mut cluster = Self {
+                child,
+                port,
+                password,
+                log,
+                _dir: dir,
+            };
+            cluster.wait_until_ready().await;
+            cluster
+        }
+
+        fn url(&self, database: &str) -> String {
+            format!(
+                "postgres://berth:{}@127.0.0.1:{}/{database}",
+                self.password, self.port
+            )
+        }
+
+        async fn wait_until_ready(&mut self) {
+            let url = self.url("postgres");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("postgres exited ({status}):\n{}", self.log_text());
+                }
+                if let Ok(conn) = PgConnection::connect(&url).await {
+                    conn.close().await.ok();
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "postgres did not accept connections within 60 s:\n{}",
+                    self.log_text()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        fn log_text(&self) -> String {
+            fs::read_to_string(&self.log).unwrap_or_default()
+        }
+    }
+
+    impl Drop for Cluster {
+        fn drop(&mut self) {
+            // SIGINT is PostgreSQL's fast shutdown: connections are closed, the server exits
+            // cleanly. SIGKILL (what `Child::kill` sends) only if that takes too long.
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// A command for one of PostgreSQL's programs, as the `postgres` account when given.
+    fn command(bin: &Path, program: &str, account: Option<(u32, u32)>, cwd: &Path) -> Command {
+        let mut command = Command::new(bin.join(program));
+        command.current_dir(cwd).env("LC_ALL", "C");
+        if let Some((uid, gid)) = account {
+            // std drops the supplementary groups too before switching user.
+            command.uid(uid).gid(gid).env("HOME", cwd);
+        }
+        command
+    }
+
+    /// The directory holding initdb and postgres: on PATH, else Debian's
+    /// /usr/lib/postgresql/<highest version>/bin.
+    fn bindir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("PATH")
+            .and_then(|paths| std::env::split_paths(&paths).find(|p| p.join("initdb").is_file()))
+        {
+            return dir;
+        }
+        fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let version: u32 = e.file_name().to_str()?.parse().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").is_file().then_some((version, bin))
+            })
+            .max()
+            .map(|(_, bin)| bin)
+            .expect(
+                "no PostgreSQL server found (initdb on PATH or in /usr/lib/postgresql/*/bin): \
+                 install the `postgresql` package, or set BERTH_TEST_POSTGRES_URL",
+            )
+    }
+
+    fn running_as_root() -> bool {
+        fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    }
+
+    /// The uid and gid of the `postgres` account.
+    fn postgres_account() -> (u32, u32) {
+        let passwd = fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+        passwd
+            .lines()
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.first() == Some(&"postgres") && fields.len() > 3)
+                    .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+                    .flatten()
+            })
+            .expect(
+                "running as root needs a `postgres` account to run the server as \
+                 (the postgresql package creates one)",
+            )
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    }
+
+    fn random_hex() -> String {
+        let mut bytes = [0u8; 16];
+        File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .expect("/dev/urandom");
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
