@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use berth_meta::{Accounts as _, RobotPermission};
+use berth_meta::RobotPermission;
 use berth_registry::Principal;
 use berth_registry::token::{ResourceAccess, SigningKey, TokenIssuer};
 use reqwest::{Method, StatusCode};
@@ -107,9 +107,7 @@ async fn tokens_out_of_their_time_or_for_another_service_are_refused() {
     // The app's own signing key, as every replica reads it from the metadata database; the
     // tokens below are minted with it and the real issuer code, only the clock or the claims
     // differ from what `/auth/token` would sign.
-    let meta = berth_meta::SqliteMeta::open(&app.dir.path().join("data/meta.db"))
-        .await
-        .expect("meta");
+    let meta = app.meta().await;
     let unused = SigningKey::generate().expect("candidate key");
     let pkcs8 = meta.signing_key(unused.pkcs8()).await.expect("stored key");
     assert_ne!(pkcs8, unused.pkcs8(), "the app stored its key at start");

@@ -8,7 +8,128 @@ use sha2::{Digest as _, Sha256};
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-/// A real berth server in this process, stopped when dropped.
+/// The deployment under test. By default one server on the embedded backends (SQLite and the
+/// filesystem in a temp directory). When the test command provides PostgreSQL and an S3
+/// server (`BERTH_TEST_POSTGRES_URL`, an administrator's URL; `BERTH_TEST_S3_ENDPOINT`, with
+/// credentials in `AWS_*`), every test gets its own database and bucket and two replicas
+/// sharing them behind a round-robin balancer: each new connection goes to the other replica,
+/// and the test client opens a new connection for every request.
+struct ScaleOut {
+    postgres: String,
+    s3: String,
+}
+
+impl ScaleOut {
+    fn from_env() -> Option<ScaleOut> {
+        Some(ScaleOut {
+            postgres: std::env::var("BERTH_TEST_POSTGRES_URL").ok()?,
+            s3: std::env::var("BERTH_TEST_S3_ENDPOINT").ok()?,
+        })
+    }
+
+    /// A fresh database and bucket, named into `config`.
+    async fn prepare(&self, config: &mut Config) {
+        use sqlx::Connection as _;
+        let name = format!("berth-test-{}", ulid::Ulid::new()).to_lowercase();
+        let mut admin = sqlx::PgConnection::connect(&self.postgres)
+            .await
+            .expect("connect to the test PostgreSQL");
+        // The name is ours (a ULID), not input.
+        let create = format!("CREATE DATABASE \"{name}\"");
+        sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(create))
+            .await
+            .expect("create the test database");
+        let mut url = reqwest::Url::parse(&self.postgres).expect("postgres url");
+        url.set_path(&name);
+        config.database.url = url.to_string();
+        config.database.max_connections = 4;
+        // S3's CreateBucket: a PUT on the bucket (moto takes it unsigned).
+        let r = reqwest::Client::new()
+            .put(format!("{}/{name}", self.s3))
+            .send()
+            .await
+            .expect("create the test bucket");
+        assert!(r.status().is_success(), "create bucket: {}", r.status());
+        config.storage.backend = "s3".into();
+        config.storage.endpoint = self.s3.clone();
+        config.storage.bucket = name;
+        config.storage.path_style = true;
+        config.storage.part_size_mib = 5;
+    }
+}
+
+/// Whether the tests run against the scaled-out deployment (see [`ScaleOut`]).
+pub fn scaled_out() -> bool {
+    ScaleOut::from_env().is_some()
+}
+
+/// A client for the tests: no redirects followed; with replicas, no connection reuse, so that
+/// consecutive requests alternate between them.
+fn test_client(headers: reqwest::header::HeaderMap) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers);
+    if scaled_out() {
+        builder = builder.pool_max_idle_per_host(0);
+    }
+    builder.build().expect("client")
+}
+
+/// Serves `app` on a new loopback port until `stop` fires.
+async fn serve_on_loopback(
+    app: App,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(berth_server::serve(listener, app, async move {
+        let _ = rx.await;
+    }));
+    (addr, tx, server)
+}
+
+/// A TCP load balancer: each accepted connection is relayed to the next replica in turn.
+async fn balancer(
+    replicas: Vec<SocketAddr>,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut next = 0usize;
+        loop {
+            tokio::select! {
+                _ = &mut rx => break,
+                accepted = listener.accept() => {
+                    let Ok((mut inbound, _)) = accepted else { continue };
+                    let target = replicas[next % replicas.len()];
+                    next += 1;
+                    tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            }
+        }
+    });
+    (addr, tx, task)
+}
+
+/// A real berth server in this process (or two replicas and a balancer, see [`ScaleOut`]),
+/// stopped when dropped.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
@@ -18,6 +139,14 @@ pub struct TestApp {
     pub app: App,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Each replica's own address (one when embedded); `addr` is the balancer's when scaled out.
+    pub replicas: Vec<SocketAddr>,
+    /// The second replica's serving task, to kill it in the middle of a request.
+    pub second: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The configuration the servers run with (backends included).
+    pub config: Config,
+    /// The second replica and the balancer, when scaled out: stopped with the first.
+    others: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Set by [`TestApp::login`]: requests sent through [`TestApp::send`] answer Bearer
     /// challenges with tokens fetched with these credentials.
     login: Option<(String, String)>,
@@ -40,30 +169,40 @@ impl TestApp {
         // The API tests speak to an open registry; `auth.rs` turns accounts back on.
         config.auth.enabled = false;
         tweak(&mut config);
-        let app = App::open(config).await.expect("open app");
-        let handle = app.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(berth_server::serve(listener, app, async move {
-            let _ = rx.await;
-        }));
         // A workspace-wide build links reqwest as the berth client does, without a default TLS
         // crypto provider; install the one the client uses.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let scale_out = ScaleOut::from_env();
+        if let Some(s) = &scale_out {
+            s.prepare(&mut config).await;
+        }
+        let app = App::open(config.clone()).await.expect("open app");
+        let kept = config.clone();
+        let (mut addr, tx, server) = serve_on_loopback(app.clone()).await;
+        let mut others = Vec::new();
+        let mut replicas = vec![addr];
+        let mut second_task = None;
+        if scale_out.is_some() {
+            let second = App::open(config).await.expect("open the second replica");
+            let (second_addr, second_tx, task) = serve_on_loopback(second).await;
+            replicas.push(second_addr);
+            second_task = Some(task);
+            let (balanced, balancer_tx, _) = balancer(vec![addr, second_addr]).await;
+            addr = balanced;
+            others = vec![second_tx, balancer_tx];
+        }
         TestApp {
             addr,
             base: format!("http://{addr}"),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            http: test_client(reqwest::header::HeaderMap::new()),
             dir,
-            app: handle,
+            app,
             shutdown: Some(tx),
             server: Some(server),
+            others,
+            replicas,
+            second: second_task,
+            config: kept,
             login: None,
             bearer: std::sync::Mutex::new((Vec::new(), None)),
         }
@@ -133,6 +272,49 @@ impl TestApp {
         with_token().send().await.expect("request with token")
     }
 
+    /// The metadata database the servers share, opened beside them (as another replica would).
+    pub async fn meta(&self) -> std::sync::Arc<dyn berth_meta::MetaStore> {
+        let url = &self.config.database.url;
+        if url.starts_with("postgres") {
+            std::sync::Arc::new(
+                berth_meta::PostgresMeta::connect(url, 2)
+                    .await
+                    .expect("open the metadata database"),
+            )
+        } else {
+            std::sync::Arc::new(
+                berth_meta::SqliteMeta::open(&self.config.data_dir.join("meta.db"))
+                    .await
+                    .expect("open the metadata database"),
+            )
+        }
+    }
+
+    /// How many objects the blob store holds, blobs and upload data alike: files under the data
+    /// directory, or keys in the bucket (S3 `ListObjectsV2`, unsigned as moto takes it).
+    pub async fn stored_objects(&self) -> usize {
+        if self.config.storage.backend != "s3" {
+            let data = &self.config.data_dir;
+            return walk_files(&data.join("blobs")) + walk_files(&data.join("uploads"));
+        }
+        let url = format!(
+            "{}/{}?list-type=2",
+            self.config.storage.endpoint, self.config.storage.bucket
+        );
+        let text = reqwest::get(url)
+            .await
+            .expect("list the bucket")
+            .text()
+            .await
+            .expect("listing");
+        assert!(text.contains("ListBucketResult"), "{text}");
+        assert!(
+            !text.contains("<IsTruncated>true"),
+            "more than a page: {text}"
+        );
+        text.matches("<Key>").count()
+    }
+
     /// From now on every request carries `Authorization: <value>` (`None`: no credentials).
     pub fn authorize(&mut self, value: Option<&str>) {
         let mut headers = reqwest::header::HeaderMap::new();
@@ -142,11 +324,7 @@ impl TestApp {
                 reqwest::header::HeaderValue::from_str(v).expect("header value"),
             );
         }
-        self.http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .default_headers(headers)
-            .build()
-            .expect("client");
+        self.http = test_client(headers);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -259,6 +437,9 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        for tx in self.others.drain(..) {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -347,4 +528,20 @@ pub fn header<'a>(r: &'a Response, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("missing header {name}"))
         .to_str()
         .expect("ascii header")
+}
+
+fn walk_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                walk_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
 }

@@ -11,5 +11,6 @@ mod manifests;
 mod matrix;
 mod openapi;
 mod operations;
+mod replicas;
 mod spec_sequence;
 mod uploads;

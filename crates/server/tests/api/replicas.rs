@@ -1,0 +1,215 @@
+//! Several replicas sharing one database and one bucket (the scaled-out pass of the test
+//! command; embedded, the "replicas" are one server and these tests check plain correctness):
+//! one upload's requests go to alternating replicas, what one replica stored the other serves,
+//! concurrent pushes of one blob through both keep one object, and an upload whose replica dies
+//! mid-request goes on through the other.
+
+use reqwest::StatusCode;
+
+use crate::common::*;
+
+/// The replica `i` (wrapping), as a base URL.
+fn replica(app: &TestApp, i: usize) -> String {
+    format!("http://{}", app.replicas[i % app.replicas.len()])
+}
+
+/// Data that does not compress and is not all one byte: `len` bytes from a seed.
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = u32::from(seed) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_upload_through_alternating_replicas_then_pulled_from_each() {
+    let app = TestApp::start().await;
+    let http = reqwest::Client::new();
+    // 12 MiB in three chunks, so that on S3 the parts and the staged tail change hands.
+    let blob = data(12 << 20, 7);
+    let digest = sha256(&blob);
+    let r = http
+        .post(format!("{}/v2/team/app/blobs/uploads/", replica(&app, 0)))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mut location = header(&r, "location").to_string();
+    let mut offset = 0usize;
+    for (i, chunk) in blob.chunks(5 << 20).enumerate() {
+        let r = http
+            .patch(format!("{}{location}", replica(&app, i + 1)))
+            .header("content-type", "application/octet-stream")
+            .header(
+                "content-range",
+                format!("{}-{}", offset, offset + chunk.len() - 1),
+            )
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .expect("PATCH");
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "chunk {i}");
+        offset += chunk.len();
+        assert_eq!(header(&r, "range"), format!("0-{}", offset - 1));
+        location = header(&r, "location").to_string();
+    }
+    let r = http
+        .put(format!("{}{location}?digest={digest}", replica(&app, 0)))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for i in 0..app.replicas.len() {
+        let r = http
+            .get(format!("{}/v2/team/app/blobs/{digest}", replica(&app, i)))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), StatusCode::OK, "replica {i}");
+        let got = r.bytes().await.expect("body");
+        assert!(got == blob, "replica {i} serves the same bytes");
+        let r = http
+            .get(format!("{}/v2/team/app/blobs/{digest}", replica(&app, i)))
+            .header("range", "bytes=5242870-5242889")
+            .send()
+            .await
+            .expect("ranged GET");
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            r.bytes().await.expect("body").as_ref(),
+            &blob[5_242_870..5_242_890]
+        );
+    }
+    // An image pushed through the balancer is pulled by tag through each replica.
+    let (manifest, manifest_digest) = app.push_image("team/app", "v1", "replicas").await;
+    for i in 0..app.replicas.len() {
+        let r = http
+            .get(format!("{}/v2/team/app/manifests/v1", replica(&app, i)))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .expect("GET manifest");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "docker-content-digest"), manifest_digest);
+        assert_eq!(r.bytes().await.expect("body").as_ref(), manifest.as_slice());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_pushes_of_one_blob_through_both_replicas_keep_one_object() {
+    let app = TestApp::start().await;
+    let blob = data(6 << 20, 3);
+    let digest = sha256(&blob);
+    let pushes = (0..8).map(|i| {
+        let url = format!(
+            "{}/v2/team/r{}/blobs/uploads/?digest={digest}",
+            replica(&app, i),
+            i % 3
+        );
+        let body = blob.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/octet-stream")
+                .body(body)
+                .send()
+                .await
+                .expect("POST")
+                .status()
+        })
+    });
+    for status in futures_util::future::join_all(pushes).await {
+        assert_eq!(status.expect("join"), StatusCode::CREATED);
+    }
+    for r in 0..3 {
+        let got = app.get(&format!("/v2/team/r{r}/blobs/{digest}")).await;
+        assert_eq!(got.status(), StatusCode::OK);
+        assert!(got.bytes().await.expect("body") == blob);
+    }
+    // One stored object, and no upload left behind.
+    assert_eq!(app.stored_objects().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_goes_on_through_the_other_replica_when_one_dies() {
+    let mut app = TestApp::start().await;
+    let Some(second) = app.second.take() else {
+        eprintln!("one server (embedded pass): nothing to kill; the scaled-out pass runs this");
+        return;
+    };
+    let http = reqwest::Client::new();
+    let blob = data(9 << 20, 11);
+    let digest = sha256(&blob);
+    let r = http
+        .post(format!("{}/v2/team/app/blobs/uploads/", replica(&app, 0)))
+        .send()
+        .await
+        .expect("POST");
+    let location = header(&r, "location").to_string();
+    // The first 6 MiB through the second replica, acknowledged.
+    let r = http
+        .patch(format!("{}{location}", replica(&app, 1)))
+        .header("content-range", format!("0-{}", (6 << 20) - 1))
+        .body(blob[..6 << 20].to_vec())
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // The next chunk starts streaming to the second replica, which dies half way.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let pending = tokio::spawn(
+        http.patch(format!("{}{location}", replica(&app, 1)))
+            .header("content-range", format!("{}-{}", 6 << 20, blob.len() - 1))
+            .body(reqwest::Body::wrap_stream(stream))
+            .send(),
+    );
+    tx.send(Ok(blob[6 << 20..(7 << 20)].to_vec()))
+        .await
+        .expect("send");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    second.abort();
+    let _ = second.await;
+    drop(tx);
+    let _ = pending.await;
+    // The first replica reports what was acknowledged, and takes the rest from there.
+    let r = http
+        .get(format!("{}{location}", replica(&app, 0)))
+        .send()
+        .await
+        .expect("status");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let acknowledged: usize = header(&r, "range")
+        .strip_prefix("0-")
+        .and_then(|end| end.parse::<usize>().ok())
+        .map(|end| end + 1)
+        .expect("range");
+    assert!(
+        acknowledged == 6 << 20 || acknowledged == 7 << 20,
+        "{acknowledged}"
+    );
+    let r = http
+        .put(format!("{}{location}?digest={digest}", replica(&app, 0)))
+        .header(
+            "content-range",
+            format!("{acknowledged}-{}", blob.len() - 1),
+        )
+        .body(blob[acknowledged..].to_vec())
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    let r = http
+        .get(format!("{}/v2/team/app/blobs/{digest}", replica(&app, 0)))
+        .send()
+        .await
+        .expect("GET");
+    assert!(r.bytes().await.expect("body") == blob);
+}
