@@ -17,8 +17,10 @@ as_pg() {
 }
 
 start_postgres() {
-    local bin
-    bin="$(dirname "$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -1)")"
+    local bin initdb
+    initdb="$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -1 || true)"
+    [ -n "$initdb" ] || initdb="$(command -v initdb)"
+    bin="$(dirname "$initdb")"
     services_dir="${services_dir:-$(mktemp -d /tmp/berth-services.XXXXXX)}"
     chmod 755 "$services_dir"
     mkdir -p "$services_dir/pg"

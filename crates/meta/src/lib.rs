@@ -6,7 +6,9 @@
 
 mod accounts;
 mod audit;
+mod inventory;
 mod postgres;
+mod probe;
 mod rows;
 mod sqlite;
 pub mod testsuite;
@@ -18,7 +20,9 @@ pub use accounts::{
     Accounts, ProjectRecord, RobotPermission, RobotRecord, Role, UnknownRole, UserRecord,
 };
 pub use audit::{AuditEvent, AuditLog, AuditQuery, AuditRecord};
+pub use inventory::Inventory;
 pub use postgres::PostgresMeta;
+pub use probe::Probe;
 pub use sqlite::SqliteMeta;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,10 @@ pub enum MetaError {
     Conflict(String),
     #[error("{0} does not exist")]
     NotFound(String),
+    /// The database cannot be used, in words for the operator: connection refused, password
+    /// rejected, no such database (`PostgresMeta` maps the common cases to this).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
@@ -187,7 +195,7 @@ pub trait UploadSessions: Send + Sync {
 
 #[async_trait]
 pub trait MetaStore:
-    BlobIndex + ManifestIndex + Catalog + UploadSessions + Accounts + AuditLog
+    BlobIndex + ManifestIndex + Catalog + UploadSessions + Accounts + AuditLog + Inventory
 {
     /// The database answers (for `/readyz`).
     async fn check(&self) -> Result<()>;

@@ -48,6 +48,7 @@ pub async fn run(meta: &dyn MetaStore) {
     upload_sessions(meta).await;
     accounts(meta).await;
     audit_log(meta).await;
+    inventory(meta).await;
 }
 
 async fn blobs_are_per_repository(meta: &dyn MetaStore) {
@@ -576,4 +577,110 @@ async fn audit_log(meta: &dyn MetaStore) {
         .await,
         ["delete_manifest"]
     );
+}
+
+/// The listings `berth migrate` walks: every page in order, nothing skipped or repeated.
+async fn inventory(meta: &dyn MetaStore) {
+    let (r, other) = (repo("inventory/r"), repo("inventory/other"));
+    let blobs: Vec<BlobRecord> = (0..5)
+        .map(|i| blob(format!("inventory blob {i}").as_bytes()))
+        .collect();
+    for b in &blobs {
+        meta.add_blob(&r, b).await.expect("add");
+    }
+    let elsewhere = blob(b"inventory elsewhere");
+    meta.add_blob(&other, &elsewhere).await.expect("add");
+
+    // All blobs, two at a time: sorted, each once, ours among them.
+    let mut all = Vec::new();
+    let mut last: Option<Digest> = None;
+    loop {
+        let page = meta.all_blobs(last.as_ref(), 2).await.expect("all blobs");
+        assert!(page.items.len() <= 2);
+        last = page.items.last().map(|b| b.digest.clone());
+        all.extend(page.items);
+        if !page.more {
+            break;
+        }
+    }
+    let digests: Vec<String> = all.iter().map(|b| b.digest.to_string()).collect();
+    let mut sorted = digests.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(digests, sorted, "sorted, no repeats");
+    for b in blobs.iter().chain([&elsewhere]) {
+        assert!(all.contains(b), "{} missing", b.digest);
+    }
+
+    // The repository's blobs: exactly its own.
+    let mut linked = Vec::new();
+    let mut last: Option<Digest> = None;
+    loop {
+        let page = meta
+            .repository_blob_digests(&r, last.as_ref(), 2)
+            .await
+            .expect("repository blobs");
+        last = page.items.last().cloned();
+        linked.extend(page.items);
+        if !page.more {
+            break;
+        }
+    }
+    let mut expected: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+    expected.sort_by_key(|d| d.to_string());
+    assert_eq!(linked, expected);
+    let none = meta
+        .repository_blob_digests(&repo("inventory/none"), None, 10)
+        .await
+        .expect("unknown repository");
+    assert!(none.items.is_empty() && !none.more);
+
+    // Manifests with their bytes, and tags with their targets.
+    let m1 = manifest(b"{\"inventory\":1}", &[&blobs[0]], &["b", "a"]);
+    let m2 = manifest(b"{\"inventory\":2}", &[&blobs[1]], &["c"]);
+    let m3 = manifest(b"{\"inventory\":3}", &[], &[]);
+    for m in [&m1, &m2, &m3] {
+        meta.put_manifest(&r, m).await.expect("put");
+    }
+    let first = meta
+        .repository_manifests(&r, None, 2)
+        .await
+        .expect("manifests");
+    assert!(first.more);
+    let rest = meta
+        .repository_manifests(&r, Some(&first.items[1].digest), 2)
+        .await
+        .expect("manifests");
+    assert!(!rest.more);
+    let mut got: Vec<_> = first.items.into_iter().chain(rest.items).collect();
+    assert_eq!(got.len(), 3);
+    let mut want = vec![&m1, &m2, &m3];
+    want.sort_by_key(|m| m.digest.to_string());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.digest, w.digest);
+        assert_eq!(g.content, w.content);
+        assert_eq!(g.media_type, w.media_type);
+    }
+    got.clear();
+
+    let first = meta.tag_targets(&r, None, 2).await.expect("tags");
+    assert!(first.more);
+    assert_eq!(
+        first.items,
+        vec![(tag("a"), m1.digest.clone()), (tag("b"), m1.digest.clone())]
+    );
+    let rest = meta.tag_targets(&r, Some("b"), 2).await.expect("tags");
+    assert_eq!(rest.items, vec![(tag("c"), m2.digest.clone())]);
+    assert!(!rest.more);
+
+    // The signing key: read without being created, then the one stored.
+    let stored = meta.stored_signing_key().await.expect("key");
+    let key = meta
+        .signing_key(b"inventory key")
+        .await
+        .expect("signing key");
+    if let Some(stored) = stored {
+        assert_eq!(stored, key);
+    }
+    assert_eq!(meta.stored_signing_key().await.expect("key"), Some(key));
 }

@@ -26,7 +26,7 @@ pub use audit::{Audit, AuditAction};
 pub use blobs::RangeRequest;
 pub use error::{Error, Result};
 pub use listings::MAX_PAGE;
-pub use manifests::{Manifest, StoredManifest};
+pub use manifests::{Manifest, StoredManifest, index_manifest};
 pub use uploads::{MountOutcome, UploadStatus};
 
 /// Limits the registry enforces on requests.

@@ -2,7 +2,7 @@
 //! manifests"): validated on the way in, stored and served byte for byte.
 
 use berth_meta::{ManifestRecord, MetaError, NewManifest};
-use berth_oci::{Algorithm, Digest, ManifestRef, Repository, Tag, parse_manifest};
+use berth_oci::{Algorithm, Digest, ManifestRef, ParsedManifest, Repository, Tag, parse_manifest};
 
 use crate::{Error, Registry, Result};
 
@@ -15,6 +15,33 @@ pub struct Manifest {
     pub digest: Digest,
     /// Its `subject`, for the `OCI-Subject` response header.
     pub subject: Option<Digest>,
+}
+
+/// What the metadata database records of a manifest that `parse_manifest` accepted: its
+/// references, subject, artifact type and annotations. Shared by PUT and by copying a registry
+/// (`berth migrate`), so that a copied manifest is indexed exactly as a pushed one.
+pub fn index_manifest(
+    parsed: &ParsedManifest,
+    content: Vec<u8>,
+    tags: Vec<Tag>,
+) -> Result<NewManifest> {
+    let annotations = parsed
+        .annotations
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| Error::ManifestInvalid(e.to_string()))?;
+    Ok(NewManifest {
+        digest: Digest::sha256_of(&content),
+        media_type: parsed.media_type.clone(),
+        blobs: parsed.blob_references().map(|d| d.digest.clone()).collect(),
+        manifests: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
+        content,
+        subject: parsed.subject.as_ref().map(|s| s.digest.clone()),
+        artifact_type: parsed.artifact_type.clone(),
+        annotations,
+        tags,
+    })
 }
 
 impl Registry {
@@ -66,24 +93,8 @@ impl Registry {
             }
             ManifestRef::Digest(_) => {}
         }
-        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
-        let annotations = parsed
-            .annotations
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| Error::ManifestInvalid(e.to_string()))?;
-        let new = NewManifest {
-            digest: digest.clone(),
-            media_type: parsed.media_type.clone(),
-            blobs: parsed.blob_references().map(|d| d.digest.clone()).collect(),
-            manifests: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
-            content,
-            subject: subject.clone(),
-            artifact_type: parsed.artifact_type.clone(),
-            annotations,
-            tags,
-        };
+        let new = index_manifest(&parsed, content, tags)?;
+        let subject = new.subject.clone();
         match self.meta.put_manifest(repository, &new).await {
             Ok(()) => Ok(Manifest { digest, subject }),
             Err(MetaError::BlobUnknown(d)) => Err(Error::ManifestBlobUnknown(d)),

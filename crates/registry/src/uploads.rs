@@ -90,7 +90,7 @@ impl Registry {
     ) -> Result<UploadStatus> {
         let _guard = self.claim(id)?;
         let record = self.session(repository, id).await?;
-        let received = self.receive(&record, chunk, body).await?;
+        let received = self.receive(&record, chunk, body, false).await?;
         self.save_progress(&record, &received).await?;
         Ok(UploadStatus {
             offset: received.offset,
@@ -111,8 +111,11 @@ impl Registry {
     ) -> Result<BlobRecord> {
         let _guard = self.claim(id)?;
         let record = self.session(repository, id).await?;
+        // The body's bytes are the last: the backend stores them as the blob's end at once
+        // (S3: its last part) instead of staging them for the commit to read back. That state
+        // is never saved; it goes only to commit, or to abort on a digest mismatch.
         let received = match body {
-            Some(body) => self.receive(&record, chunk, body).await?,
+            Some(body) => self.receive(&record, chunk, body, true).await?,
             None => Received {
                 hasher: self.restore_hasher(&record)?,
                 state: UploadState(record.backend_state.clone()),
@@ -250,11 +253,14 @@ impl Registry {
     }
 
     /// Streams `body` into the session: hashed and written as it arrives, never held whole.
+    /// With `last`, the body ends the upload, and the state returned can only be committed or
+    /// aborted ([`berth_storage::UploadWriter::finish_last`]).
     async fn receive(
         &self,
         record: &UploadRecord,
         chunk: Option<(u64, u64)>,
         mut body: ByteStream,
+        last: bool,
     ) -> Result<Received> {
         let expected_len = match chunk {
             Some((start, _)) if start != record.offset => {
@@ -294,7 +300,11 @@ impl Registry {
                 "the chunk is shorter than its Content-Range".into(),
             ));
         }
-        let state = writer.finish().await?;
+        let state = if last {
+            writer.finish_last().await?
+        } else {
+            writer.finish().await?
+        };
         Ok(Received {
             hasher,
             state,

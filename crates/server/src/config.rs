@@ -88,6 +88,41 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
+impl DatabaseConfig {
+    /// `url` without its password, for messages: `postgres://user:secret@host/db` becomes
+    /// `postgres://user@host/db` (a `password=` query parameter goes too).
+    pub fn redacted_url(&self) -> String {
+        let (base, query) = match self.url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (self.url.as_str(), None),
+        };
+        let mut out = match base.split_once("://") {
+            Some((scheme, rest)) => {
+                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let authority = match authority.rsplit_once('@') {
+                    Some((userinfo, host)) => {
+                        let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                        format!("{user}@{host}")
+                    }
+                    None => authority.to_string(),
+                };
+                format!("{scheme}://{authority}{path}")
+            }
+            None => base.to_string(),
+        };
+        let kept: Vec<&str> = query
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.to_ascii_lowercase().starts_with("password="))
+            .collect();
+        if !kept.is_empty() {
+            out.push('?');
+            out.push_str(&kept.join("&"));
+        }
+        out
+    }
+}
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
@@ -380,6 +415,34 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn database_urls_are_redacted() {
+        let redacted = |url: &str| {
+            DatabaseConfig {
+                url: url.into(),
+                ..DatabaseConfig::default()
+            }
+            .redacted_url()
+        };
+        assert_eq!(
+            redacted("postgres://berth:s3cr3t@db.example:5432/berth"),
+            "postgres://berth@db.example:5432/berth"
+        );
+        assert_eq!(
+            redacted("postgresql://berth:p%40ss:w@[::1]:5432/berth?sslmode=require&password=x"),
+            "postgresql://berth@[::1]:5432/berth?sslmode=require"
+        );
+        assert_eq!(
+            redacted("postgres://berth@db/berth?Password=x"),
+            "postgres://berth@db/berth"
+        );
+        assert_eq!(redacted("postgres://db:5432"), "postgres://db:5432");
+        assert_eq!(
+            redacted("sqlite:///var/lib/berth/meta.db"),
+            "sqlite:///var/lib/berth/meta.db"
+        );
     }
 
     #[test]

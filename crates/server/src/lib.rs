@@ -3,11 +3,13 @@
 
 mod admin;
 mod auth;
+mod check;
 mod config;
 mod endpoint;
 mod error;
 mod login_limit;
 mod metrics;
+pub mod migrate;
 mod observe;
 mod tls;
 mod v2;
@@ -26,6 +28,7 @@ use berth_registry::{AllowAll, Limits, Registry};
 use berth_storage::{BlobStore, FilesystemStore, S3Config, S3Store};
 use tokio::net::TcpListener;
 
+pub use check::{ConfigCheck, check_config};
 pub use config::{AuthConfig, Config, ConfigError, DatabaseConfig, StorageConfig};
 pub use endpoint::Endpoint;
 pub use error::ApiError;
@@ -54,6 +57,9 @@ pub struct App {
 
 struct AppInner {
     registry: Registry,
+    /// The registry's backends, also here so that `/readyz` can report on each.
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
     /// Present when `[auth] enabled`.
     tokens: Option<auth::Tokens>,
     login_limiter: login_limit::LoginLimiter,
@@ -73,7 +79,7 @@ impl App {
         let meta = open_meta(&config).await?;
         let registry = Registry::new(
             meta.clone(),
-            blobs,
+            blobs.clone(),
             Arc::new(AllowAll),
             Limits {
                 max_manifest_bytes: config.max_manifest_bytes,
@@ -87,6 +93,8 @@ impl App {
         Ok(App {
             inner: Arc::new(AppInner {
                 registry,
+                meta,
+                blobs,
                 tokens,
                 login_limiter: login_limit::LoginLimiter::default(),
                 metrics: metrics::Metrics::default(),
@@ -139,40 +147,36 @@ impl App {
 
 /// The blob store `[storage]` names: the filesystem under `data_dir`, or an S3 bucket.
 async fn open_blobs(config: &Config) -> Result<Arc<dyn BlobStore>, StartError> {
-    let c = &config.storage;
-    Ok(match c.backend.as_str() {
-        "s3" => {
-            let some = |v: &str| Some(v.to_string()).filter(|v| !v.is_empty());
-            let s3 = S3Config {
-                endpoint: some(&c.endpoint),
-                path_style: c.path_style,
-                access_key_id: some(&c.access_key_id),
-                secret_access_key: some(&c.secret_access_key),
-                part_size: c.part_size_mib.saturating_mul(1 << 20),
-                allow_http: c.endpoint.starts_with("http://"),
-                ..S3Config::new(&c.bucket, &c.region)
-            };
-            Arc::new(S3Store::new(&s3)?)
-        }
+    Ok(match config.storage.backend.as_str() {
+        "s3" => Arc::new(S3Store::new(&s3_config(&config.storage))?),
         _ => Arc::new(FilesystemStore::open(&config.data_dir).await?),
     })
+}
+
+/// The S3 client settings of `[storage]`.
+fn s3_config(c: &StorageConfig) -> S3Config {
+    let some = |v: &str| Some(v.to_string()).filter(|v| !v.is_empty());
+    S3Config {
+        endpoint: some(&c.endpoint),
+        path_style: c.path_style,
+        access_key_id: some(&c.access_key_id),
+        secret_access_key: some(&c.secret_access_key),
+        part_size: c.part_size_mib.saturating_mul(1 << 20),
+        allow_http: c.endpoint.starts_with("http://"),
+        ..S3Config::new(&c.bucket, &c.region)
+    }
 }
 
 /// The metadata store `[database] url` names: PostgreSQL, or SQLite (by default
 /// `data_dir/meta.db`).
 async fn open_meta(config: &Config) -> Result<Arc<dyn MetaStore>, StartError> {
     let url = config.database.url.as_str();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if check::is_postgres(url) {
         let meta = PostgresMeta::connect(url, config.database.max_connections).await?;
         return Ok(Arc::new(meta));
     }
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        return Ok(Arc::new(
-            SqliteMeta::open(std::path::Path::new(path)).await?,
-        ));
-    }
     Ok(Arc::new(
-        SqliteMeta::open(&config.data_dir.join("meta.db")).await?,
+        SqliteMeta::open(&check::sqlite_path(config)).await?,
     ))
 }
 
@@ -214,14 +218,16 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// 200 when the database and the blob storage both answer, else 503; the body says which
+/// failed and why (`check::Readiness`).
 async fn readyz(State(app): State<App>) -> Response {
-    match app.registry().check_ready().await {
-        Ok(()) => "ready\n".into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response()
-        }
-    }
+    let readiness = check::readiness(app.inner.meta.as_ref(), app.inner.blobs.as_ref()).await;
+    let status = if readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(readiness)).into_response()
 }
 
 async fn metrics_text(State(app): State<App>) -> Response {

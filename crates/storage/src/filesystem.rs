@@ -140,6 +140,11 @@ impl UploadWriter for FileUploadWriter {
         self.file.get_mut().sync_data().await?;
         Ok(UploadState::default())
     }
+
+    /// The upload file is the blob already: nothing to do differently.
+    async fn finish_last(self: Box<Self>) -> Result<UploadState> {
+        self.finish().await
+    }
 }
 
 #[async_trait]
@@ -212,9 +217,16 @@ impl BlobRemover for FilesystemStore {
 impl BlobStore for FilesystemStore {
     async fn check(&self) -> Result<()> {
         let probe = self.root.join("uploads").join(".readyz");
-        fs::write(&probe, b"ok").await?;
-        fs::remove_file(&probe).await?;
-        Ok(())
+        let written = match fs::write(&probe, b"ok").await {
+            Ok(()) => fs::remove_file(&probe).await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| {
+            StorageError::Unavailable(format!(
+                "cannot write in {}: {e}",
+                self.root.join("uploads").display()
+            ))
+        })
     }
 }
 

@@ -47,6 +47,10 @@ pub enum StorageError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("invalid storage configuration: {0}")]
     Config(String),
+    /// The backend cannot be used, in words for the operator: bucket missing, access denied,
+    /// store unreachable, directory not writable (from [`BlobStore::check`]).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -115,8 +119,15 @@ pub trait BlobReader: Send + Sync {
 #[async_trait]
 pub trait UploadWriter: Send {
     async fn write(&mut self, chunk: Bytes) -> Result<()>;
-    /// Makes what was written durable and returns the session's new backend state.
+    /// Makes what was written durable and returns the session's new backend state, from which
+    /// the next request continues.
     async fn finish(self: Box<Self>) -> Result<UploadState>;
+    /// Like [`finish`](Self::finish), for the request that carries the upload's last bytes
+    /// (a closing `PUT` with a body, a monolithic `POST ?digest=`): the returned state may only
+    /// be passed to [`UploadStore::commit`] or [`UploadStore::abort`], never to
+    /// [`UploadStore::writer`] again. This lets a backend store the remainder as the blob's
+    /// last piece at once instead of staging it for a later request (S3: the last part).
+    async fn finish_last(self: Box<Self>) -> Result<UploadState>;
 }
 
 #[async_trait]
@@ -135,6 +146,7 @@ pub trait UploadStore: Send + Sync {
     ) -> Result<Box<dyn UploadWriter>>;
 
     /// Turns a complete upload whose digest the caller has verified into the blob `digest`.
+    /// `state` is the last one a writer returned, by `finish` or `finish_last`.
     /// Atomic: the blob is either absent or whole.
     async fn commit(
         &self,
@@ -156,6 +168,8 @@ pub trait BlobRemover: Send + Sync {
 
 #[async_trait]
 pub trait BlobStore: BlobReader + UploadStore + BlobRemover {
-    /// The backend is reachable and writable (for `/readyz`).
+    /// The backend is reachable and writable, with one small request (for `/readyz` and
+    /// `berth serve --check-config`). A failure says why in words:
+    /// [`StorageError::Unavailable`].
     async fn check(&self) -> Result<()>;
 }

@@ -15,8 +15,10 @@
 //! to S3 once, as part of the blob's own parts, and the closing `PUT` only completes it. No
 //! server-side copy and no re-read of a blob, ever. Bytes that do not fill a part yet are staged
 //! as a small tail object, so that any replica can take the next chunk; only that tail is read
-//! back (once, by the next request or the commit). A multipart upload is invisible until it is
-//! completed, so a blob is either absent or whole.
+//! back (once, by the next request or the commit). The request that carries the last bytes
+//! ([`UploadWriter::finish_last`]) stages nothing: its remainder goes up as the last part, which
+//! S3 allows below the minimum part size. A multipart upload is invisible until it is completed,
+//! so a blob is either absent or whole.
 //!
 //! Everything a replica needs to continue is in the [`UploadState`] that the registry saves with
 //! the session (see [`Progress`]). A request that dies leaves that saved state valid: parts it
@@ -34,11 +36,14 @@ use berth_oci::Digest;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::client::{HttpError, HttpErrorKind};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::signer::{Method, Signer, Url};
-use object_store::{ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -54,6 +59,8 @@ pub const MAX_PART_SIZE: u64 = 5 << 30;
 pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
 /// S3's most parts in one multipart upload.
 const MAX_PARTS: usize = 10_000;
+/// How long [`BlobStore::check`] waits for the connection, and then for the answer.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the bucket is and how to reach it.
 #[derive(Clone)]
@@ -134,6 +141,15 @@ struct Progress {
     /// was saved, so it is deleted only by the next request, which knows this one was saved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     replaced: Option<String>,
+    /// The last part is uploaded (`finish_last`): `parts` hold every byte, the last part may be
+    /// short, so nothing can be appended; the upload can only be completed or aborted. The tail
+    /// is not part of the upload any more (`tail_len` is 0).
+    #[serde(default, skip_serializing_if = "is_false")]
+    closed: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 const STATE_VERSION: u8 = 1;
@@ -167,6 +183,12 @@ impl Progress {
 #[derive(Clone)]
 pub struct S3Store {
     s3: Arc<AmazonS3>,
+    /// The same bucket without retries and with a short timeout, for [`BlobStore::check`]: a
+    /// health check should say what is wrong at once, not after minutes of backing off.
+    probe: Arc<AmazonS3>,
+    /// For messages: the bucket's name and the store's URL (or AWS region).
+    bucket: String,
+    endpoint: String,
     part_size: u64,
 }
 
@@ -223,11 +245,31 @@ impl S3Store {
         if let Some(endpoint) = &config.endpoint {
             builder = builder.with_endpoint(endpoint_url(endpoint, config)?);
         }
-        let s3 = builder
-            .build()
-            .map_err(|e| StorageError::Config(format!("S3 bucket {}: {e}", config.bucket)))?;
+        let probe = builder
+            .clone()
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                retry_timeout: CHECK_TIMEOUT,
+                backoff: BackoffConfig::default(),
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(config.allow_http)
+                    .with_timeout(CHECK_TIMEOUT)
+                    .with_connect_timeout(CHECK_TIMEOUT),
+            );
+        let built = |b: AmazonS3Builder| {
+            b.build()
+                .map_err(|e| StorageError::Config(format!("S3 bucket {}: {e}", config.bucket)))
+        };
         Ok(Self {
-            s3: Arc::new(s3),
+            s3: Arc::new(built(builder)?),
+            probe: Arc::new(built(probe)?),
+            bucket: config.bucket.clone(),
+            endpoint: config
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| format!("the AWS S3 endpoint of region {}", config.region)),
             part_size: config.part_size,
         })
     }
@@ -282,7 +324,8 @@ impl S3Store {
             })
             .collect();
         let last = size - progress.parts_len;
-        // S3 needs at least one part; an empty part is allowed when it is the only one.
+        // S3 needs at least one part; an empty part is allowed when it is the only one. A closed
+        // upload has its last part already (`size == parts_len`, at least one part).
         if last > 0 || parts.is_empty() {
             let tail = self.read_tail(id, progress, last).await?;
             let part = self
@@ -400,10 +443,10 @@ struct S3UploadWriter {
 }
 
 impl S3UploadWriter {
+    /// Uploads a full part from `pending`.
     async fn upload_part(&mut self) -> Result<()> {
-        let index = self.progress.parts.len();
-        // Keep a part number free for the tail, which the commit uploads as the last part.
-        if index + 1 >= MAX_PARTS {
+        // Keep a part number free for the last part, which may be short.
+        if self.progress.parts.len() + 1 >= MAX_PARTS {
             return Err(StorageError::Backend(
                 format!(
                     "upload {} would exceed S3's {MAX_PARTS} parts of {} bytes: \
@@ -413,7 +456,13 @@ impl S3UploadWriter {
                 .into(),
             ));
         }
-        let payload = self.take(self.part_size);
+        self.upload_next_part(self.part_size).await
+    }
+
+    /// Uploads the first `len` bytes of `pending` as the part after the last one.
+    async fn upload_next_part(&mut self, len: u64) -> Result<()> {
+        let index = self.progress.parts.len();
+        let payload = self.take(len);
         let path = Path::from(self.progress.key.as_str());
         // Part `index + 1` may exist from a request that died before its state was saved: this
         // upload replaces it.
@@ -423,7 +472,7 @@ impl S3UploadWriter {
             .await
             .map_err(|e| upload_error(&self.id, e))?;
         self.progress.parts.push(part.content_id);
-        self.progress.parts_len += self.part_size;
+        self.progress.parts_len += len;
         Ok(())
     }
 
@@ -485,6 +534,19 @@ impl UploadWriter for S3UploadWriter {
         }
         Ok(self.progress.encode())
     }
+
+    /// Uploads what is pending (the saved tail and this request's bytes past the last full
+    /// part) as the last part, instead of staging it for the commit to read back and upload.
+    /// Tails stay where they are: the commit or the abort removes the session's staged objects.
+    async fn finish_last(mut self: Box<Self>) -> Result<UploadState> {
+        // S3 needs at least one part; an empty part is allowed when it is the only one.
+        if self.pending_len > 0 || self.progress.parts.is_empty() {
+            self.upload_next_part(self.pending_len).await?;
+        }
+        self.progress.tail_len = 0;
+        self.progress.closed = true;
+        Ok(self.progress.encode())
+    }
 }
 
 #[async_trait]
@@ -503,6 +565,7 @@ impl UploadStore for S3Store {
             tail: new_name(),
             tail_len: 0,
             replaced: None,
+            closed: false,
         };
         if let Err(e) = self
             .s3
@@ -523,6 +586,12 @@ impl UploadStore for S3Store {
     ) -> Result<Box<dyn UploadWriter>> {
         check_name(id)?;
         let saved = Progress::decode(id, state)?;
+        if saved.closed {
+            return Err(StorageError::UploadStateInvalid {
+                id: id.to_string(),
+                reason: "its last part is uploaded: it can only be committed or aborted".into(),
+            });
+        }
         let acknowledged = saved.acknowledged();
         // Bytes in parts cannot be taken back; bytes past the saved state were never stored.
         if offset > acknowledged || offset < saved.parts_len {
@@ -611,17 +680,99 @@ impl BlobRemover for S3Store {
 
 #[async_trait]
 impl BlobStore for S3Store {
-    /// One LIST of at most one key: the bucket exists and the credentials may read it.
+    /// One LIST of at most one key, not retried: the bucket exists and the credentials may
+    /// read it. A failure says why in words ([`StorageError::Unavailable`]).
     async fn check(&self) -> Result<()> {
         let options = PaginatedListOptions {
             max_keys: Some(1),
             ..Default::default()
         };
-        self.s3
-            .list_paginated(Some("uploads/"), options)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        match self.probe.list_paginated(Some("uploads/"), options).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(StorageError::Unavailable(self.explain(&e))),
+        }
+    }
+}
+
+impl S3Store {
+    /// What a failed request to the bucket means, for the operator: the S3 error code of the
+    /// answer (`<Code>NoSuchBucket</Code>`), else its HTTP status, else the connection error;
+    /// object_store's own message where none of those is telling.
+    fn explain(&self, e: &object_store::Error) -> String {
+        let (bucket, endpoint) = (&self.bucket, &self.endpoint);
+        let mut chain = String::new();
+        let mut http = None;
+        let mut io = None;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            chain.push_str(&c.to_string());
+            chain.push('\n');
+            http = http.or_else(|| c.downcast_ref::<HttpError>().map(HttpError::kind));
+            io = io.or_else(|| c.downcast_ref::<io::Error>().map(io::Error::kind));
+            cause = c.source();
+        }
+        let code = chain
+            .split("<Code>")
+            .nth(1)
+            .and_then(|rest| rest.split("</Code>").next())
+            .unwrap_or("");
+        let status = |s: &str| chain.contains(&format!("status code: {s}"));
+        let missing =
+            || format!("bucket {bucket:?} does not exist: create it, or correct [storage] bucket");
+        match code {
+            "NoSuchBucket" => return missing(),
+            "InvalidAccessKeyId" => {
+                return "access denied: the store does not know the access key id \
+                        (InvalidAccessKeyId); check [storage] access_key_id or AWS_ACCESS_KEY_ID"
+                    .into();
+            }
+            "SignatureDoesNotMatch" => {
+                return "access denied: the secret access key is wrong (SignatureDoesNotMatch); \
+                        check [storage] secret_access_key or AWS_SECRET_ACCESS_KEY"
+                    .into();
+            }
+            "AccessDenied" | "AllAccessDisabled" | "AccountProblem" => {
+                return format!(
+                    "access denied ({code}): these credentials may not list bucket {bucket:?}"
+                );
+            }
+            "PermanentRedirect" | "AuthorizationHeaderMalformed" => {
+                return format!(
+                    "bucket {bucket:?} is in another region ({code}): correct [storage] region"
+                );
+            }
+            "" => {}
+            other => return format!("the store refused with {other}: {e}"),
+        }
+        if matches!(e, object_store::Error::NotFound { .. }) || status("404") {
+            return missing();
+        }
+        if matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        ) || status("401")
+            || status("403")
+        {
+            return format!(
+                "access denied: wrong credentials, or none that may list bucket {bucket:?}"
+            );
+        }
+        match (http, io) {
+            (_, Some(io::ErrorKind::ConnectionRefused)) => format!(
+                "connection refused by {endpoint}: is the S3 server running, and is [storage] \
+                 endpoint right?"
+            ),
+            (Some(HttpErrorKind::Timeout), _) | (_, Some(io::ErrorKind::TimedOut)) => format!(
+                "no answer from {endpoint} within {} s",
+                CHECK_TIMEOUT.as_secs()
+            ),
+            (Some(HttpErrorKind::Connect), _) => {
+                let root = chain.lines().last().unwrap_or_default();
+                format!("cannot connect to {endpoint}: {root}")
+            }
+            _ => e.to_string(),
+        }
     }
 }
 
@@ -639,6 +790,7 @@ mod tests {
             tail: "01jz0000000000000000000001".into(),
             tail_len: 12,
             replaced: None,
+            closed: false,
         }
     }
 
@@ -649,6 +801,17 @@ mod tests {
         assert_eq!(Progress::decode("x", &state).expect("decode"), p);
         // Compact: one DB row per session, rewritten by every request.
         assert!(state.0.len() < 200, "{}", String::from_utf8_lossy(&state.0));
+        // Sessions saved before `closed` existed read as open.
+        assert!(!String::from_utf8_lossy(&state.0).contains("closed"));
+        let closed = Progress {
+            closed: true,
+            tail_len: 0,
+            ..progress()
+        };
+        assert_eq!(
+            Progress::decode("x", &closed.encode()).expect("decode"),
+            closed
+        );
 
         let bad = |p: Progress| Progress::decode("x", &p.encode()).is_err();
         assert!(bad(Progress {

@@ -4,7 +4,7 @@ use berth_oci::{Digest, DigestHasher};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::{BlobStore, ByteRange, ByteStream, StorageError};
+use crate::{BlobStore, ByteRange, ByteStream, StorageError, UploadState};
 
 async fn collect(mut s: ByteStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -33,6 +33,8 @@ pub async fn run(store: &dyn BlobStore) {
     abort_removes_upload(store).await;
     empty_blob(store).await;
     delete_is_idempotent(store).await;
+    last_request_ends_the_upload(store).await;
+    closing_request_can_be_retried_or_aborted(store).await;
 }
 
 async fn chunked_upload_commit_and_ranges(store: &dyn BlobStore) {
@@ -167,4 +169,127 @@ async fn delete_is_idempotent(store: &dyn BlobStore) {
         store.open(&key, None).await.err(),
         Some(StorageError::NotFound(_))
     ));
+}
+
+/// Bytes without a short period: long enough to span parts of S3's smallest size, so a
+/// backend that stores parts learns to end with a short one.
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+        .collect()
+}
+
+/// One request: a writer at `offset`, `bytes` in pieces, then `finish` or `finish_last`.
+async fn request(
+    store: &dyn BlobStore,
+    id: &str,
+    state: &UploadState,
+    offset: u64,
+    bytes: &[u8],
+    last: bool,
+) -> UploadState {
+    let mut w = store.writer(id, state, offset).await.expect("writer");
+    for piece in bytes.chunks(262_147) {
+        w.write(Bytes::copy_from_slice(piece)).await.expect("write");
+    }
+    if last {
+        w.finish_last().await.expect("finish_last")
+    } else {
+        w.finish().await.expect("finish")
+    }
+}
+
+/// `finish_last` ends the upload: monolithic, after chunks, with no bytes of its own, or empty.
+async fn last_request_ends_the_upload(store: &dyn BlobStore) {
+    let data = pattern((11 << 20) + 5, 1);
+    // Monolithic (`POST ?digest=`): one request carries everything.
+    let id = new_id();
+    let created = store.create_upload(&id).await.expect("create");
+    let state = request(store, &id, &created, 0, &data, true).await;
+    let key = store
+        .commit(&id, &state, &Digest::sha256_of(&data), data.len() as u64)
+        .await
+        .expect("commit");
+    assert!(collect(store.open(&key, None).await.expect("open")).await == data);
+    let r = ByteRange {
+        start: (5 << 20) - 3,
+        end: data.len() as u64 - 1,
+    };
+    assert!(
+        collect(store.open(&key, Some(r)).await.expect("range")).await == data[r.start as usize..]
+    );
+    assert!(store.writer(&id, &created, 0).await.is_err(), "committed");
+
+    // Chunked: PATCHes, then a closing PUT with the rest.
+    let id = new_id();
+    let mut state = store.create_upload(&id).await.expect("create");
+    let cuts = [0, 3 << 20, (6 << 20) + 1, data.len()];
+    for (i, pair) in cuts.windows(2).enumerate() {
+        let last = i + 2 == cuts.len();
+        state = request(
+            store,
+            &id,
+            &state,
+            pair[0] as u64,
+            &data[pair[0]..pair[1]],
+            last,
+        )
+        .await;
+    }
+    let key = store
+        .commit(&id, &state, &Digest::sha256_of(&data), data.len() as u64)
+        .await
+        .expect("commit");
+    assert!(collect(store.open(&key, None).await.expect("open")).await == data);
+
+    // A closing request whose body is empty: the bytes are all from earlier requests.
+    let id = new_id();
+    let created = store.create_upload(&id).await.expect("create");
+    let state = request(store, &id, &created, 0, &data[..6 << 20], false).await;
+    let state = request(store, &id, &state, 6 << 20, b"", true).await;
+    let key = store
+        .commit(&id, &state, &Digest::sha256_of(&data[..6 << 20]), 6 << 20)
+        .await
+        .expect("commit");
+    assert!(collect(store.open(&key, None).await.expect("open")).await == data[..6 << 20]);
+
+    // The empty blob, closed by a request without bytes.
+    let id = new_id();
+    let created = store.create_upload(&id).await.expect("create");
+    let state = request(store, &id, &created, 0, b"", true).await;
+    let key = store
+        .commit(&id, &state, &Digest::sha256_of(b""), 0)
+        .await
+        .expect("commit");
+    assert!(
+        collect(store.open(&key, None).await.expect("open"))
+            .await
+            .is_empty()
+    );
+}
+
+/// A closing request whose state was never committed (the commit failed, the client retries)
+/// leaves the saved state valid; a closed upload can be aborted (a digest mismatch).
+async fn closing_request_can_be_retried_or_aborted(store: &dyn BlobStore) {
+    let data = pattern((7 << 20) + 3, 2);
+    let id = new_id();
+    let created = store.create_upload(&id).await.expect("create");
+    let saved = request(store, &id, &created, 0, &data[..2 << 20], false).await;
+    // The first attempt carries other bytes, more of them, and is never committed.
+    let other = pattern(9 << 20, 3);
+    request(store, &id, &saved, 2 << 20, &other, true).await;
+    let state = request(store, &id, &saved, 2 << 20, &data[2 << 20..], true).await;
+    let key = store
+        .commit(&id, &state, &Digest::sha256_of(&data), data.len() as u64)
+        .await
+        .expect("commit");
+    assert!(collect(store.open(&key, None).await.expect("open")).await == data);
+
+    let id = new_id();
+    let created = store.create_upload(&id).await.expect("create");
+    let saved = request(store, &id, &created, 0, b"wrong ", false).await;
+    let closed = request(store, &id, &saved, 6, b"digest", true).await;
+    store.abort(&id, &closed).await.expect("abort");
+    store.abort(&id, &closed).await.expect("abort twice");
+    assert!(store.writer(&id, &saved, 6).await.is_err(), "aborted");
 }

@@ -6,6 +6,7 @@ mod inspect;
 mod load;
 mod login;
 mod logout;
+mod migrate;
 mod pull;
 mod push;
 mod rmi;
@@ -47,6 +48,8 @@ pub enum Command {
     Admin(admin::Args),
     /// Create an account on a registry that allows sign-up.
     Signup(signup::Args),
+    /// Copy a registry (accounts, blobs, manifests, tags) to other backends, resumably.
+    Migrate(migrate::Args),
 }
 
 #[derive(clap::Subcommand)]
@@ -76,6 +79,7 @@ pub fn exec(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::exec(args),
         Command::Admin(args) => admin::exec(args),
         Command::Signup(args) => signup::exec(args),
+        Command::Migrate(args) => migrate::exec(args),
         Command::Login(args) => login::exec(args),
         Command::Logout(args) => logout::exec(args),
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull::exec(args),

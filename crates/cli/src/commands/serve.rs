@@ -1,15 +1,15 @@
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use berth_server::{App, Config, ServerTls};
+use berth_server::{App, Config, ConfigCheck, ServerTls};
 use tracing_subscriber::EnvFilter;
 
 /// Options of `berth serve`. Flags beat `BERTH_*` variables, which beat the config file.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  berth serve\n  berth serve --listen 127.0.0.1:5000 --data-dir /var/lib/berth\n  berth serve --config berth.toml\n  berth serve --tls-cert /etc/berth/cert.pem --tls-key /etc/berth/key.pem"
+    after_help = "Examples:\n  berth serve\n  berth serve --listen 127.0.0.1:5000 --data-dir /var/lib/berth\n  berth serve --config berth.toml\n  berth serve --config berth.toml --check-config\n  berth serve --tls-cert /etc/berth/cert.pem --tls-key /etc/berth/key.pem"
 )]
 pub struct Args {
     /// Address to listen on [default: 0.0.0.0:5000]
@@ -27,6 +27,11 @@ pub struct Args {
     /// TOML configuration file
     #[arg(long, value_name = "FILE", env = "BERTH_CONFIG")]
     config: Option<PathBuf>,
+    /// Check the configuration and whether the database and blob storage answer, print one
+    /// line for each and exit: 0 if all is well, 1 otherwise. Binds nothing; creates,
+    /// migrates and changes nothing
+    #[arg(long)]
+    check_config: bool,
 }
 
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
@@ -60,8 +65,29 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if args.check_config {
+        return Ok(runtime.block_on(check_config(&config, args.config.as_deref())));
+    }
     runtime.block_on(run(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--check-config`: the configuration loaded (or the error was already returned), then one
+/// line per backend on stdout.
+async fn check_config(config: &Config, file: Option<&Path>) -> ExitCode {
+    match file {
+        Some(file) => println!("config: ok ({})", file.display()),
+        None => println!("config: ok (no file: defaults and BERTH_* variables)"),
+    }
+    let checks = berth_server::check_config(config).await;
+    for check in &checks {
+        println!("{check}");
+    }
+    if checks.iter().all(ConfigCheck::is_ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn path_string(path: PathBuf, flag: &str) -> anyhow::Result<String> {

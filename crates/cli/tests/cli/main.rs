@@ -8,6 +8,8 @@ mod harness;
 mod client;
 mod crash;
 mod interop;
+mod migrate;
 mod real_clients;
 mod serve;
+mod serve_check;
 mod tls;

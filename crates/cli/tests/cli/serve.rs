@@ -43,6 +43,8 @@ async fn serves_then_exits_zero_on_sigterm_and_sigint() {
             .await
             .expect("GET");
         assert_eq!(r.status(), 200);
+        let ready: serde_json::Value = r.json().await.expect("JSON");
+        assert_eq!(ready["status"], "ready", "{ready}");
         let status = signal_and_wait(&mut server, signal);
         assert_eq!(status.code(), Some(0), "{signal}");
     }

@@ -20,6 +20,7 @@
 
 mod accounts;
 mod audit;
+mod inventory;
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
@@ -27,8 +28,9 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use berth_oci::{Digest, Repository, Tag};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
 
+use crate::probe::{self, Probe};
 use crate::rows::{page, parse, size};
 use crate::{
     BlobIndex, BlobRecord, Catalog, ManifestIndex, ManifestRecord, MetaError, MetaStore,
@@ -62,15 +64,29 @@ impl PostgresMeta {
         let migrate = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
-            .await?;
+            .await
+            .map_err(|e| unavailable(e, &options))?;
         let migrated = MIGRATOR.run(&migrate).await;
         migrate.close().await;
         migrated?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .connect_with(options)
-            .await?;
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| unavailable(e, &options))?;
         Ok(Self { pool })
+    }
+
+    /// Connects once to the database at `url`, runs a query and compares its migrations with
+    /// this berth's, changing nothing: no migration is applied, no pool is kept.
+    pub async fn probe(url: &str) -> Result<Probe> {
+        let options = PgConnectOptions::from_str(url)?;
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| unavailable(e, &options))?;
+        let applied = applied_migrations(&mut conn).await;
+        conn.close().await.ok();
+        probe::compare(&MIGRATOR, &applied.map_err(|e| unavailable(e, &options))?)
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
@@ -583,7 +599,71 @@ impl UploadSessions for PostgresMeta {
 #[async_trait]
 impl MetaStore for PostgresMeta {
     async fn check(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        match sqlx::query("SELECT 1").execute(&self.pool).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(unavailable(e, &self.pool.connect_options())),
+        }
     }
+}
+
+/// Versions of the migrations applied to the database (none if it has never been migrated).
+async fn applied_migrations(conn: &mut PgConnection) -> sqlx::Result<Vec<i64>> {
+    // sqlx's table, which the migrator creates on its first run.
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(conn)
+        .await
+}
+
+/// `e`, met while connecting to or querying the server `options` names, in words for the
+/// operator where it is one of the usual mistakes; otherwise as sqlx says it.
+fn unavailable(e: sqlx::Error, options: &PgConnectOptions) -> MetaError {
+    let server = match options.get_socket() {
+        Some(dir) => format!("the socket in {}", dir.display()),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    let user = options.get_username();
+    // PostgreSQL's default database is the user's name.
+    let database = options.get_database().unwrap_or(user);
+    let why = match &e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") => format!(
+                "password authentication failed for user \"{user}\": the password is wrong, or \
+                 the user does not exist"
+            ),
+            Some("28000") => format!("{server} refused the login: {}", db.message()),
+            Some("3D000") => format!(
+                "database \"{database}\" does not exist on {server}: create it (`createdb -O \
+                 {user} {database}`) or correct the URL"
+            ),
+            Some("53300") => format!(
+                "{server} has no free connection slot ({}): lower [database] max_connections \
+                 or raise the server's max_connections",
+                db.message()
+            ),
+            Some("57P03") => format!(
+                "{server} does not accept connections now (starting up, shutting down or in \
+                 recovery): {}",
+                db.message()
+            ),
+            Some("42501") => format!("user \"{user}\" lacks a privilege: {}", db.message()),
+            _ => return MetaError::Database(e),
+        },
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused by {server}: is PostgreSQL running and listening there?")
+        }
+        sqlx::Error::Io(io) => format!("cannot reach {server}: {io}"),
+        sqlx::Error::Tls(tls) => format!("TLS with {server} failed: {tls}"),
+        sqlx::Error::PoolTimedOut => format!(
+            "no connection to {server} within the pool's timeout: PostgreSQL refuses \
+             connections or does not answer"
+        ),
+        _ => return MetaError::Database(e),
+    };
+    MetaError::Unavailable(why)
 }

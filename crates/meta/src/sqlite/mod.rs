@@ -6,6 +6,7 @@
 
 mod accounts;
 mod audit;
+mod inventory;
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,8 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_oci::{Digest, Repository, Tag};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
+use crate::probe::{self, Probe};
 use crate::rows::{page, parse, size};
 use crate::{
     BlobIndex, BlobRecord, Catalog, ManifestIndex, ManifestRecord, MetaError, MetaStore,
@@ -51,6 +53,19 @@ impl SqliteMeta {
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self { read, write })
+    }
+
+    /// Opens the existing database file read-only, runs a query and compares its migrations
+    /// with this berth's, changing nothing: no file is created, no migration applied.
+    pub async fn probe(path: &Path) -> Result<Probe> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        let applied = applied_migrations(&mut conn).await;
+        conn.close().await.ok();
+        probe::compare(&MIGRATOR, &applied?)
     }
 
     async fn repository_id(
@@ -508,6 +523,22 @@ impl UploadSessions for SqliteMeta {
     }
 }
 
+/// Versions of the migrations applied to the database (none if it has never been migrated).
+async fn applied_migrations(conn: &mut SqliteConnection) -> sqlx::Result<Vec<i64>> {
+    // sqlx's table, which the migrator creates on its first run.
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if exists == 0 {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(conn)
+        .await
+}
+
 #[async_trait]
 impl MetaStore for SqliteMeta {
     async fn check(&self) -> Result<()> {
@@ -525,5 +556,17 @@ mod tests {
             .await
             .expect("open");
         crate::testsuite::run(&meta).await;
+    }
+
+    #[tokio::test]
+    async fn probe_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meta.db");
+        assert!(super::SqliteMeta::probe(&path).await.is_err(), "no file");
+        assert!(!path.exists(), "the probe created the file");
+        let meta = super::SqliteMeta::open(&path).await.expect("open");
+        let probe = super::SqliteMeta::probe(&path).await.expect("probe");
+        assert_eq!(probe.pending_migrations, 0);
+        drop(meta);
     }
 }

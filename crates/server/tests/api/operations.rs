@@ -121,6 +121,47 @@ async fn health_readiness_and_metrics() {
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 }
 
+/// `/readyz` reports each backend: 200 and `ready` when both answer; 503, `unavailable` and
+/// what is wrong with the one that does not.
+#[tokio::test]
+async fn readiness_reports_each_backend() {
+    let app = TestApp::start().await;
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "content-type"), "application/json");
+    let body: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "status": "ready",
+            "checks": {"database": {"status": "ok"}, "storage": {"status": "ok"}}
+        })
+    );
+    if scaled_out() {
+        eprintln!("the failure half needs the filesystem storage of the embedded pass");
+        return;
+    }
+    let uploads = app.dir.path().join("data/uploads");
+    std::fs::remove_dir_all(&uploads).expect("rm");
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "status": "unavailable",
+            "checks": {
+                "database": {"status": "ok"},
+                // What is wrong goes to the log, not to anyone who asks.
+                "storage": {"status": "error"},
+            }
+        })
+    );
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    std::fs::create_dir(&uploads).expect("mkdir");
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+}
+
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))

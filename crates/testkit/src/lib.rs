@@ -1,0 +1,6 @@
+//! Throw-away backends for tests, started on 127.0.0.1 and stopped when dropped: a PostgreSQL
+//! cluster ([`postgres`]) and a moto S3 server ([`s3`]). Each honours the environment variables
+//! that point the tests at servers of their own instead (see the README).
+
+pub mod postgres;
+pub mod s3;
