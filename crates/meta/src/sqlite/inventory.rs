@@ -1,105 +1,12 @@
-//! [`Inventory`] on SQLite.
+//! [`Inventory`](crate::inventory::Inventory) on SQLite: the shared queries.
 
 use async_trait::async_trait;
 use berth_oci::{Digest, Repository, Tag};
 use sqlx::Row;
 
 use super::{SqliteMeta, blob_record, manifest_record};
-use crate::inventory::{Inventory, page_of};
+use crate::inventory::page_of;
 use crate::rows::parse;
 use crate::{BlobRecord, ManifestRecord, Page, Result};
 
-fn after(last: Option<&Digest>) -> String {
-    last.map(Digest::to_string).unwrap_or_default()
-}
-
-#[async_trait]
-impl Inventory for SqliteMeta {
-    async fn all_blobs(&self, last: Option<&Digest>, limit: u32) -> Result<Page<BlobRecord>> {
-        let rows = sqlx::query(
-            "SELECT digest, size, storage_key FROM blobs WHERE digest > ? ORDER BY digest LIMIT ?",
-        )
-        .bind(after(last))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.read)
-        .await?;
-        let items = rows.iter().map(blob_record).collect::<Result<_>>()?;
-        Ok(page_of(items, limit))
-    }
-
-    async fn repository_blob_digests(
-        &self,
-        repository: &Repository,
-        last: Option<&Digest>,
-        limit: u32,
-    ) -> Result<Page<Digest>> {
-        let digests: Vec<String> = sqlx::query_scalar(
-            "SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
-             WHERE r.name = ? AND rb.digest > ? ORDER BY rb.digest LIMIT ?",
-        )
-        .bind(repository.as_str())
-        .bind(after(last))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.read)
-        .await?;
-        let items = digests.iter().map(|d| parse(d)).collect::<Result<_>>()?;
-        Ok(page_of(items, limit))
-    }
-
-    async fn repository_manifests(
-        &self,
-        repository: &Repository,
-        last: Option<&Digest>,
-        limit: u32,
-    ) -> Result<Page<ManifestRecord>> {
-        let rows = sqlx::query(
-            "SELECT m.digest, m.media_type, m.content, m.subject FROM manifests m
-             JOIN repositories r ON r.id = m.repository_id
-             WHERE r.name = ? AND m.digest > ? ORDER BY m.digest LIMIT ?",
-        )
-        .bind(repository.as_str())
-        .bind(after(last))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.read)
-        .await?;
-        let items = rows.iter().map(manifest_record).collect::<Result<_>>()?;
-        Ok(page_of(items, limit))
-    }
-
-    async fn tag_targets(
-        &self,
-        repository: &Repository,
-        last: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<(Tag, Digest)>> {
-        let rows = sqlx::query(
-            "SELECT t.name, m.digest FROM tags t
-             JOIN repositories r ON r.id = t.repository_id
-             JOIN manifests m ON m.id = t.manifest_id
-             WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?",
-        )
-        .bind(repository.as_str())
-        .bind(last.unwrap_or(""))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.read)
-        .await?;
-        let items = rows
-            .iter()
-            .map(|row| {
-                Ok((
-                    parse(row.try_get::<&str, _>("name")?)?,
-                    parse(row.try_get::<&str, _>("digest")?)?,
-                ))
-            })
-            .collect::<Result<_>>()?;
-        Ok(page_of(items, limit))
-    }
-
-    async fn stored_signing_key(&self) -> Result<Option<Vec<u8>>> {
-        Ok(
-            sqlx::query_scalar("SELECT pkcs8 FROM signing_keys WHERE id = 1")
-                .fetch_optional(&self.read)
-                .await?,
-        )
-    }
-}
+crate::inventory::impl_inventory!(SqliteMeta, read);
