@@ -92,13 +92,6 @@ impl Registry {
         }
     }
 
-    /// Database and blob storage both answer (for `/readyz`).
-    pub async fn check_ready(&self) -> Result<()> {
-        self.meta.check().await?;
-        self.blobs.check().await?;
-        Ok(())
-    }
-
     /// Upload sessions open, across every replica sharing the database.
     pub async fn open_uploads(&self) -> Result<u64> {
         Ok(self.meta.count_uploads().await?)
