@@ -7,11 +7,13 @@
 mod accounts;
 mod audit;
 mod inventory;
+mod jobs;
 mod postgres;
 mod probe;
 mod rows;
 mod sqlite;
 pub mod testsuite;
+mod uploads;
 
 use async_trait::async_trait;
 use berth_oci::{Digest, Repository, Tag};
@@ -21,9 +23,11 @@ pub use accounts::{
 };
 pub use audit::{AuditEvent, AuditLog, AuditQuery, AuditRecord};
 pub use inventory::Inventory;
+pub use jobs::{Job, JobLock, Jobs};
 pub use postgres::PostgresMeta;
 pub use probe::Probe;
 pub use sqlite::SqliteMeta;
+pub use uploads::UploadSessions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -175,27 +179,8 @@ pub trait Catalog: Send + Sync {
 }
 
 #[async_trait]
-pub trait UploadSessions: Send + Sync {
-    async fn create_upload(&self, upload: &UploadRecord) -> Result<()>;
-    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>>;
-    /// Advances a session from `expected_offset`: `false` (nothing written) if another request
-    /// moved it first.
-    async fn advance_upload(
-        &self,
-        id: &str,
-        expected_offset: u64,
-        offset: u64,
-        hash_state: &[u8],
-        backend_state: &[u8],
-    ) -> Result<bool>;
-    /// `false` if there was no such session.
-    async fn delete_upload(&self, id: &str) -> Result<bool>;
-    async fn count_uploads(&self) -> Result<u64>;
-}
-
-#[async_trait]
 pub trait MetaStore:
-    BlobIndex + ManifestIndex + Catalog + UploadSessions + Accounts + AuditLog + Inventory
+    BlobIndex + ManifestIndex + Catalog + UploadSessions + Accounts + AuditLog + Inventory + Jobs
 {
     /// The database answers (for `/readyz`).
     async fn check(&self) -> Result<()>;

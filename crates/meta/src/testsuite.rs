@@ -46,6 +46,7 @@ pub async fn run(meta: &dyn MetaStore) {
     referrers(meta).await;
     listings_page(meta).await;
     upload_sessions(meta).await;
+    job_locks(meta).await;
     accounts(meta).await;
     audit_log(meta).await;
     inventory(meta).await;
@@ -262,6 +263,82 @@ async fn upload_sessions(meta: &dyn MetaStore) {
     assert!(meta.delete_upload(&u.id).await.expect("delete"));
     assert!(!meta.delete_upload(&u.id).await.expect("delete twice"));
     assert_eq!(meta.upload(&u.id).await.expect("get"), None);
+
+    // Expiry: idle sessions oldest first; a session advanced since it was listed stays.
+    let now = crate::unix_now();
+    let session = |id: &str, updated_at: i64| UploadRecord {
+        id: id.into(),
+        created_at: updated_at,
+        updated_at,
+        ..u.clone()
+    };
+    for (id, at) in [("01IDLEB", 100), ("01IDLEA", 50), ("01FRESH", now)] {
+        meta.create_upload(&session(id, at)).await.expect("create");
+    }
+    let idle = meta.idle_uploads(now - 60, 10).await.expect("idle");
+    let ids: Vec<&str> = idle.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["01IDLEA", "01IDLEB"]);
+    assert_eq!(idle[0], session("01IDLEA", 50));
+    assert_eq!(meta.idle_uploads(now - 60, 1).await.expect("idle").len(), 1);
+    assert!(
+        meta.advance_upload("01IDLEB", 0, 5, &[1], &[2])
+            .await
+            .expect("advance")
+    );
+    assert!(
+        !meta
+            .delete_idle_upload("01IDLEB", 100)
+            .await
+            .expect("stale")
+    );
+    assert!(meta.delete_idle_upload("01IDLEA", 50).await.expect("idle"));
+    assert_eq!(meta.upload("01IDLEA").await.expect("get"), None);
+    assert!(meta.upload("01IDLEB").await.expect("get").is_some());
+    for id in ["01IDLEB", "01FRESH"] {
+        assert!(meta.delete_upload(id).await.expect("delete"));
+    }
+}
+
+async fn job_locks(meta: &dyn MetaStore) {
+    use crate::Job;
+    let held = meta
+        .try_lock_job(Job::UploadExpiry)
+        .await
+        .expect("lock")
+        .expect("free at first");
+    assert_eq!(held.job(), Job::UploadExpiry);
+    assert!(
+        meta.try_lock_job(Job::UploadExpiry)
+            .await
+            .expect("lock")
+            .is_none(),
+        "a second holder"
+    );
+    // Jobs lock independently.
+    let gc = meta
+        .try_lock_job(Job::GarbageCollection)
+        .await
+        .expect("lock")
+        .expect("another job is free");
+    held.release().await;
+    let again = meta
+        .try_lock_job(Job::UploadExpiry)
+        .await
+        .expect("lock")
+        .expect("free after release");
+    // Dropped without release (a job that panicked): the lock goes too, at once on SQLite, as
+    // soon as the server sees the closed session on PostgreSQL.
+    drop(again);
+    let mut relocked = None;
+    for _ in 0..100 {
+        relocked = meta.try_lock_job(Job::UploadExpiry).await.expect("lock");
+        if relocked.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    relocked.expect("free after drop").release().await;
+    gc.release().await;
 }
 
 fn user(name: &str) -> UserRecord {

@@ -27,7 +27,7 @@ pub use blobs::RangeRequest;
 pub use error::{Error, Result};
 pub use listings::MAX_PAGE;
 pub use manifests::{Manifest, StoredManifest, index_manifest};
-pub use uploads::{MountOutcome, UploadStatus};
+pub use uploads::{ExpiryReport, MountOutcome, UploadStatus};
 
 /// Limits the registry enforces on requests.
 #[derive(Clone, Debug)]

@@ -1,7 +1,9 @@
 //! Blob uploads (distribution-spec "Pushing blobs"): sessions, streamed and chunked PATCH,
 //! the closing PUT with digest verification, monolithic POST and cross-repository mounts.
 
-use berth_meta::{BlobRecord, UploadRecord};
+use std::time::Duration;
+
+use berth_meta::{BlobRecord, Job, UploadRecord};
 use berth_oci::{Digest, DigestHasher, Repository};
 use berth_storage::{ByteStream, UploadState};
 use futures_util::StreamExt;
@@ -33,6 +35,20 @@ pub enum MountOutcome {
     /// It could not be mounted; a new upload session was opened instead.
     Session(UploadStatus),
 }
+
+/// What one run of upload expiry removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExpiryReport {
+    /// Sessions removed with their partial data.
+    pub expired: u64,
+    /// Bytes those sessions had received.
+    pub bytes: u64,
+    /// Sessions whose data the storage backend would not remove; kept for the next run.
+    pub failed: u64,
+}
+
+/// Idle sessions handled per database query.
+const EXPIRY_BATCH: u32 = 200;
 
 /// Holds a session exclusively for one request of this process; released on drop.
 struct SessionGuard<'a> {
@@ -217,6 +233,59 @@ impl Registry {
             }
         }
         Ok(MountOutcome::Session(self.start_upload(repository).await?))
+    }
+
+    /// Removes the upload sessions that nothing has advanced for `idle`, and their partial
+    /// data (S3: the multipart upload aborted, the staged tail deleted). Runs in one process
+    /// at a time across every replica and command sharing the metadata: `None` when another
+    /// one holds the job.
+    ///
+    /// The data goes first, then the session: a backend that fails keeps the session, and the
+    /// next run tries again. A request that advances a session meanwhile wins: its session
+    /// stays (its data may be gone, and its next request then fails; it was idle for `idle`).
+    pub async fn expire_uploads(&self, idle: Duration) -> Result<Option<ExpiryReport>> {
+        let Some(lock) = self.meta.try_lock_job(Job::UploadExpiry).await? else {
+            return Ok(None);
+        };
+        let expired = self.expire_idle_uploads(idle).await;
+        lock.release().await;
+        expired.map(Some)
+    }
+
+    async fn expire_idle_uploads(&self, idle: Duration) -> Result<ExpiryReport> {
+        let before = berth_meta::unix_now()
+            .saturating_sub(i64::try_from(idle.as_secs()).unwrap_or(i64::MAX));
+        let mut report = ExpiryReport::default();
+        loop {
+            let batch = self.meta.idle_uploads(before, EXPIRY_BATCH).await?;
+            let full = batch.len() == EXPIRY_BATCH as usize;
+            let mut removed_any = false;
+            for record in batch {
+                // A request of this process is working on it right now.
+                let Ok(_guard) = self.claim(&record.id) else {
+                    continue;
+                };
+                let state = UploadState(record.backend_state.clone());
+                if let Err(e) = self.blobs.abort(&record.id, &state).await {
+                    tracing::warn!(upload = %record.id, error = %e, "could not remove an expired upload's data");
+                    report.failed += 1;
+                    continue;
+                }
+                if self
+                    .meta
+                    .delete_idle_upload(&record.id, record.updated_at)
+                    .await?
+                {
+                    removed_any = true;
+                    report.expired += 1;
+                    report.bytes += record.offset;
+                }
+            }
+            // A short batch was the last; a full one without progress would come back the same.
+            if !full || !removed_any {
+                return Ok(report);
+            }
+        }
     }
 
     fn claim(&self, id: &str) -> Result<SessionGuard<'_>> {

@@ -34,6 +34,30 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Where metadata lives.
     pub database: DatabaseConfig,
+    /// Upload sessions.
+    pub uploads: UploadsConfig,
+}
+
+/// `[uploads]`: blob upload sessions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadsConfig {
+    /// A session that no request has advanced for this long is removed with its partial data
+    /// (S3: the multipart upload is aborted). Longer than the slowest single request a client
+    /// may make: a request still streaming when its session expires fails.
+    pub expire_after_secs: u64,
+    /// How often each replica looks for expired sessions (one at a time across replicas runs
+    /// the job; the others skip that turn).
+    pub expiry_interval_secs: u64,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        Self {
+            expire_after_secs: 24 * 60 * 60,
+            expiry_interval_secs: 10 * 60,
+        }
+    }
 }
 
 /// `[storage]`: the blob backend. `filesystem` keeps blobs under `data_dir`; `s3` in a bucket of
@@ -180,6 +204,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             storage: StorageConfig::default(),
             database: DatabaseConfig::default(),
+            uploads: UploadsConfig::default(),
         }
     }
 }
@@ -235,6 +260,11 @@ impl Config {
         }
         if self.database.max_connections == 0 {
             return invalid("[database] max_connections must be at least 1".into());
+        }
+        if self.uploads.expire_after_secs == 0 || self.uploads.expiry_interval_secs == 0 {
+            return invalid(
+                "[uploads] expire_after_secs and expiry_interval_secs must be at least 1".into(),
+            );
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ mod check;
 mod config;
 mod endpoint;
 mod error;
+mod jobs;
 mod login_limit;
 mod metrics;
 pub mod migrate;
@@ -29,7 +30,7 @@ use berth_storage::{BlobStore, FilesystemStore, S3Config, S3Store};
 use tokio::net::TcpListener;
 
 pub use check::{ConfigCheck, check_config};
-pub use config::{AuthConfig, Config, ConfigError, DatabaseConfig, StorageConfig};
+pub use config::{AuthConfig, Config, ConfigError, DatabaseConfig, StorageConfig, UploadsConfig};
 pub use endpoint::Endpoint;
 pub use error::ApiError;
 pub use tls::{ServerTls, TlsError};
@@ -257,6 +258,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = app.router();
+    let _jobs = jobs::start(app.clone());
     with_grace_period(app.config(), shutdown, move |signal| async move {
         axum::serve(
             listener,
@@ -277,6 +279,7 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = app.router();
+    let _jobs = jobs::start(app.clone());
     with_grace_period(app.config(), shutdown, move |signal| {
         tls::serve(listener, router, tls, signal)
     })

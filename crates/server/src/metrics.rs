@@ -21,6 +21,11 @@ pub struct Metrics {
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
     pub uploads_in_progress: Gauge,
+    /// Upload sessions removed by expiry.
+    pub uploads_expired: Counter,
+    /// Expired sessions whose data could not be removed (kept for the next run), and failed
+    /// expiry runs.
+    pub upload_expiry_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -32,6 +37,8 @@ impl Default for Metrics {
         let bytes_received = Counter::default();
         let bytes_sent = Counter::default();
         let uploads_in_progress = Gauge::default();
+        let uploads_expired = Counter::default();
+        let upload_expiry_failures = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -57,6 +64,16 @@ impl Default for Metrics {
             "Blob upload sessions open",
             uploads_in_progress.clone(),
         );
+        registry.register(
+            "uploads_expired",
+            "Idle upload sessions removed with their partial data",
+            uploads_expired.clone(),
+        );
+        registry.register(
+            "upload_expiry_failures",
+            "Expired upload sessions whose data could not be removed, and failed expiry runs",
+            upload_expiry_failures.clone(),
+        );
         Self {
             registry,
             requests,
@@ -64,6 +81,8 @@ impl Default for Metrics {
             bytes_received,
             bytes_sent,
             uploads_in_progress,
+            uploads_expired,
+            upload_expiry_failures,
         }
     }
 }

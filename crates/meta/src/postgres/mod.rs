@@ -21,6 +21,7 @@
 mod accounts;
 mod audit;
 mod inventory;
+mod uploads;
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
@@ -30,11 +31,12 @@ use berth_oci::{Digest, Repository, Tag};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
 
+use crate::jobs::{self, Job, JobLock, Jobs};
 use crate::probe::{self, Probe};
 use crate::rows::{page, parse, size};
 use crate::{
     BlobIndex, BlobRecord, Catalog, ManifestIndex, ManifestRecord, MetaError, MetaStore,
-    NewManifest, Page, Referrer, Result, UploadRecord, UploadSessions, unix_now as now,
+    NewManifest, Page, Referrer, Result, unix_now as now,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -515,84 +517,9 @@ impl Catalog for PostgresMeta {
 }
 
 #[async_trait]
-impl UploadSessions for PostgresMeta {
-    async fn create_upload(&self, u: &UploadRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO uploads (id, repository, \"offset\", hash_state, backend_state, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&u.id)
-        .bind(u.repository.as_str())
-        .bind(u.offset as i64)
-        .bind(&u.hash_state)
-        .bind(&u.backend_state)
-        .bind(u.created_at)
-        .bind(u.updated_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>> {
-        let row = sqlx::query(
-            "SELECT id, repository, \"offset\", hash_state, backend_state, created_at, updated_at
-             FROM uploads WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(UploadRecord {
-            id: row.try_get("id")?,
-            repository: parse(row.try_get::<&str, _>("repository")?)?,
-            offset: size(row.try_get("offset")?)?,
-            hash_state: row.try_get("hash_state")?,
-            backend_state: row.try_get("backend_state")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-        }))
-    }
-
-    async fn advance_upload(
-        &self,
-        id: &str,
-        expected_offset: u64,
-        offset: u64,
-        hash_state: &[u8],
-        backend_state: &[u8],
-    ) -> Result<bool> {
-        // Compare-and-swap, as on SQLite: a second replica's UPDATE waits for the first, then
-        // re-checks `offset` against the row the first wrote and matches nothing.
-        let done = sqlx::query(
-            "UPDATE uploads SET \"offset\" = $1, hash_state = $2, backend_state = $3, updated_at = $4
-             WHERE id = $5 AND \"offset\" = $6",
-        )
-        .bind(offset as i64)
-        .bind(hash_state)
-        .bind(backend_state)
-        .bind(now())
-        .bind(id)
-        .bind(expected_offset as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn delete_upload(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn count_uploads(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
-            .fetch_one(&self.pool)
-            .await?;
-        size(n)
+impl Jobs for PostgresMeta {
+    async fn try_lock_job(&self, job: Job) -> Result<Option<JobLock>> {
+        jobs::advisory_job(&self.pool, job).await
     }
 }
 

@@ -7,6 +7,7 @@
 mod accounts;
 mod audit;
 mod inventory;
+mod uploads;
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,11 +17,12 @@ use berth_oci::{Digest, Repository, Tag};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
+use crate::jobs::{self, Job, JobLock, Jobs};
 use crate::probe::{self, Probe};
 use crate::rows::{page, parse, size};
 use crate::{
     BlobIndex, BlobRecord, Catalog, ManifestIndex, ManifestRecord, MetaError, MetaStore,
-    NewManifest, Page, Referrer, Result, UploadRecord, UploadSessions, unix_now as now,
+    NewManifest, Page, Referrer, Result, unix_now as now,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -29,6 +31,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 pub struct SqliteMeta {
     read: SqlitePool,
     write: SqlitePool,
+    /// The database file: job locks are files beside it.
+    path: std::path::PathBuf,
 }
 
 impl SqliteMeta {
@@ -52,7 +56,11 @@ impl SqliteMeta {
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { read, write })
+        Ok(Self {
+            read,
+            write,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Opens the existing database file read-only, runs a query and compares its migrations
@@ -443,86 +451,6 @@ impl Catalog for SqliteMeta {
     }
 }
 
-#[async_trait]
-impl UploadSessions for SqliteMeta {
-    async fn create_upload(&self, u: &UploadRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO uploads (id, repository, \"offset\", hash_state, backend_state, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&u.id)
-        .bind(u.repository.as_str())
-        .bind(u.offset as i64)
-        .bind(&u.hash_state)
-        .bind(&u.backend_state)
-        .bind(u.created_at)
-        .bind(u.updated_at)
-        .execute(&self.write)
-        .await?;
-        Ok(())
-    }
-
-    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>> {
-        let row = sqlx::query(
-            "SELECT id, repository, \"offset\", hash_state, backend_state, created_at, updated_at
-             FROM uploads WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.write)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(UploadRecord {
-            id: row.try_get("id")?,
-            repository: parse(row.try_get::<&str, _>("repository")?)?,
-            offset: size(row.try_get("offset")?)?,
-            hash_state: row.try_get("hash_state")?,
-            backend_state: row.try_get("backend_state")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-        }))
-    }
-
-    async fn advance_upload(
-        &self,
-        id: &str,
-        expected_offset: u64,
-        offset: u64,
-        hash_state: &[u8],
-        backend_state: &[u8],
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE uploads SET \"offset\" = ?, hash_state = ?, backend_state = ?, updated_at = ?
-             WHERE id = ? AND \"offset\" = ?",
-        )
-        .bind(offset as i64)
-        .bind(hash_state)
-        .bind(backend_state)
-        .bind(now())
-        .bind(id)
-        .bind(expected_offset as i64)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn delete_upload(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
-            .bind(id)
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn count_uploads(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
-            .fetch_one(&self.read)
-            .await?;
-        size(n)
-    }
-}
-
 /// Versions of the migrations applied to the database (none if it has never been migrated).
 async fn applied_migrations(conn: &mut SqliteConnection) -> sqlx::Result<Vec<i64>> {
     // sqlx's table, which the migrator creates on its first run.
@@ -537,6 +465,13 @@ async fn applied_migrations(conn: &mut SqliteConnection) -> sqlx::Result<Vec<i64
     sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
         .fetch_all(conn)
         .await
+}
+
+#[async_trait]
+impl Jobs for SqliteMeta {
+    async fn try_lock_job(&self, job: Job) -> Result<Option<JobLock>> {
+        jobs::lock_file_job(jobs::lock_file(&self.path, job), job).await
+    }
 }
 
 #[async_trait]

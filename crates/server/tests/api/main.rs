@@ -7,6 +7,7 @@ mod auth;
 mod auth_attacks;
 mod blobs;
 mod discovery;
+mod expiry;
 mod manifests;
 mod matrix;
 mod openapi;

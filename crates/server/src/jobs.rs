@@ -1,0 +1,56 @@
+//! The background work of `berth serve`, beside the requests: upload expiry. Every replica
+//! runs the loop; the job itself takes its database lock, so one replica at a time does the
+//! work and the others skip their turn.
+
+use std::time::Duration;
+
+use crate::App;
+
+/// Stops the background jobs when dropped (with the server).
+pub(crate) struct BackgroundJobs(tokio::task::JoinHandle<()>);
+
+impl Drop for BackgroundJobs {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts the jobs of `app`; the first run is at once (sessions may have expired while the
+/// registry was down), then every `[uploads] expiry_interval_secs`.
+pub(crate) fn start(app: App) -> BackgroundJobs {
+    BackgroundJobs(tokio::spawn(async move {
+        let uploads = &app.config().uploads;
+        let idle = Duration::from_secs(uploads.expire_after_secs);
+        let mut every = tokio::time::interval(Duration::from_secs(uploads.expiry_interval_secs));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            expire_uploads(&app, idle).await;
+        }
+    }))
+}
+
+async fn expire_uploads(app: &App, idle: Duration) {
+    let started = std::time::Instant::now();
+    match app.registry().expire_uploads(idle).await {
+        Ok(Some(report)) => {
+            let metrics = app.metrics();
+            metrics.uploads_expired.inc_by(report.expired);
+            metrics.upload_expiry_failures.inc_by(report.failed);
+            if report.expired > 0 || report.failed > 0 {
+                tracing::info!(
+                    expired = report.expired,
+                    bytes = report.bytes,
+                    failed = report.failed,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "expired idle upload sessions"
+                );
+            }
+        }
+        Ok(None) => tracing::debug!("upload expiry runs on another replica"),
+        Err(e) => {
+            app.metrics().upload_expiry_failures.inc();
+            tracing::warn!(error = %e, "upload expiry failed");
+        }
+    }
+}
