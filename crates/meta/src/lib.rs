@@ -13,6 +13,7 @@ mod probe;
 mod rows;
 mod sqlite;
 pub mod testsuite;
+mod throttle;
 mod uploads;
 
 use async_trait::async_trait;
@@ -27,6 +28,7 @@ pub use jobs::{Job, JobLock, Jobs};
 pub use postgres::PostgresMeta;
 pub use probe::Probe;
 pub use sqlite::SqliteMeta;
+pub use throttle::{LoginThrottle, ThrottleRecord, ThrottleUpdate};
 pub use uploads::UploadSessions;
 
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +182,9 @@ pub trait Catalog: Send + Sync {
 
 #[async_trait]
 pub trait MetaStore:
-    BlobIndex + ManifestIndex + Catalog + UploadSessions + Accounts + AuditLog + Inventory + Jobs
+    BlobIndex + ManifestIndex + Catalog + UploadSessions + Accounts + AuditLog + Inventory
+    + Jobs
+    + LoginThrottle
 {
     /// The database answers (for `/readyz`).
     async fn check(&self) -> Result<()>;

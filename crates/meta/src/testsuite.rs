@@ -47,6 +47,7 @@ pub async fn run(meta: &dyn MetaStore) {
     listings_page(meta).await;
     upload_sessions(meta).await;
     job_locks(meta).await;
+    login_throttle(meta).await;
     accounts(meta).await;
     audit_log(meta).await;
     inventory(meta).await;
@@ -760,4 +761,73 @@ async fn inventory(meta: &dyn MetaStore) {
         assert_eq!(stored, key);
     }
     assert_eq!(meta.stored_signing_key().await.expect("key"), Some(key));
+}
+
+async fn login_throttle(meta: &dyn MetaStore) {
+    use crate::ThrottleRecord;
+    let keys = ["account:suite".to_string(), "address:192.0.2.1".to_string()];
+    assert!(meta.throttle_records(&keys).await.expect("read").is_empty());
+    // Twenty failures at once, as from many replicas: each one counts.
+    let fail = |at: i64| -> crate::ThrottleUpdate {
+        Box::new(move |r: Option<ThrottleRecord>| {
+            let mut r = r.unwrap_or(ThrottleRecord {
+                window_start: at,
+                ..ThrottleRecord::default()
+            });
+            r.failures += 1;
+            r.last_seen = r.last_seen.max(at);
+            Some(r)
+        })
+    };
+    let updates = (0..20).map(|i| meta.update_throttle_record(&keys[0], fail(1_000 + i)));
+    for result in futures_util::future::join_all(updates).await {
+        result.expect("update");
+    }
+    let (before, after) = meta
+        .update_throttle_record(
+            &keys[0],
+            Box::new(|r| {
+                r.map(|r| ThrottleRecord {
+                    locked_until: Some(9_000),
+                    strikes: 1,
+                    ..r
+                })
+            }),
+        )
+        .await
+        .expect("lock");
+    let before = before.expect("stored");
+    assert_eq!(before.failures, 20);
+    assert_eq!(before.last_seen, 1_019);
+    assert_eq!(after.and_then(|r| r.locked_until), Some(9_000));
+    meta.update_throttle_record(&keys[1], fail(5_000))
+        .await
+        .expect("address");
+    let found = meta.throttle_records(&keys).await.expect("read");
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].0, keys[0]);
+    assert_eq!(found[0].1.strikes, 1);
+    assert_eq!(found[1].1.window_start, 5_000);
+
+    // Pruning spares recent failures and lock-outs that have not ended long enough ago.
+    assert_eq!(
+        meta.prune_throttle_records(2_000, 9_000)
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(
+        meta.prune_throttle_records(2_000, 9_001)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(meta.throttle_records(&keys).await.expect("read").len(), 1);
+    // `None` deletes; deleting what is not there changes nothing.
+    for _ in 0..2 {
+        meta.update_throttle_record(&keys[1], Box::new(|_| None))
+            .await
+            .expect("delete");
+    }
+    assert!(meta.throttle_records(&keys).await.expect("read").is_empty());
 }

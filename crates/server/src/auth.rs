@@ -8,7 +8,7 @@
 //! so docker, podman, skopeo and berth fetch a token and retry.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,7 @@ use serde_json::json;
 
 use crate::App;
 use crate::error::ApiError;
+use crate::login_limit::{self, LimitError};
 
 /// Longest `Authorization` header read; anything longer is refused before parsing.
 pub const MAX_AUTHORIZATION_LEN: usize = 8 << 10;
@@ -143,9 +144,14 @@ pub async fn authenticate(app: &App, headers: &HeaderMap, peer: Peer) -> Result<
     Ok(Caller::Token { claims, principal })
 }
 
-/// The client's address (from the connection), for limiting failed logins per address.
+/// The client's address, for limiting failed logins per address and for the audit log: the
+/// connection's peer, or behind a trusted proxy the address it forwarded (`client_addr.rs`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Peer(pub Option<IpAddr>);
+
+/// The client's address as `observe` worked it out for this request.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
@@ -156,7 +162,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 }
 
 impl Peer {
+    /// The client's address: as `observe` found it, else the connection's peer.
     pub fn of(extensions: &http::Extensions) -> Peer {
+        if let Some(ClientAddr(client)) = extensions.get::<ClientAddr>() {
+            return Peer(*client);
+        }
         Peer(
             extensions
                 .get::<ConnectInfo<SocketAddr>>()
@@ -174,15 +184,24 @@ async fn check_password(
     peer: Peer,
 ) -> Result<Option<Principal>, ApiError> {
     let address = peer.0.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let now = Instant::now();
-    if let Err(locked) = app.login_limiter().check(user, address, now) {
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs: locked.retry_after_secs(now),
-        });
-    }
+    let limiter = app.login_limiter();
+    let now = login_limit::now_millis();
+    let checked = match limiter.check(user, address, now).await {
+        Ok(checked) => checked,
+        Err(LimitError::Locked(locked)) => {
+            return Err(ApiError::TooManyRequests {
+                retry_after_secs: locked.retry_after_secs(now),
+            });
+        }
+        Err(LimitError::Meta(e)) => return Err(berth_registry::Error::from(e).into()),
+    };
     let found = app.registry().authenticate(user, password).await?;
+    let now = login_limit::now_millis();
     match &found {
-        Some(_) => app.login_limiter().succeeded(user, address, Instant::now()),
+        Some(_) => limiter
+            .succeeded(user, checked, now)
+            .await
+            .map_err(berth_registry::Error::from)?,
         None => {
             tracing::info!(account = user, %address, "failed login");
             // Requests refused during a lock-out (above) are not recorded: they cost nothing,
@@ -191,14 +210,16 @@ async fn check_password(
                 .detail("incorrect username or password, or a disabled account");
             app.registry().record(user, peer.0, event).await;
             // The limiter logs a lock-out itself; the answer says when to try again.
-            if let Some(locked) = app.login_limiter().failed(user, address, Instant::now()) {
-                let event = Audit::new(AuditAction::LoginFailed, user).detail(format!(
-                    "locked out for {} s",
-                    locked.retry_after_secs(Instant::now())
-                ));
+            let locked = limiter
+                .failed(user, address, now)
+                .await
+                .map_err(berth_registry::Error::from)?;
+            if let Some(locked) = locked {
+                let event = Audit::new(AuditAction::LoginFailed, user)
+                    .detail(format!("locked out for {} s", locked.retry_after_secs(now)));
                 app.registry().record(user, peer.0, event).await;
                 return Err(ApiError::TooManyRequests {
-                    retry_after_secs: locked.retry_after_secs(Instant::now()),
+                    retry_after_secs: locked.retry_after_secs(now),
                 });
             }
         }

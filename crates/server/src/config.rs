@@ -23,6 +23,9 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Largest manifest accepted, in bytes (distribution-spec: at least 4 MiB).
     pub max_manifest_bytes: usize,
+    /// Proxies (addresses or networks, `10.0.0.0/8`) whose `X-Forwarded-For` names the client:
+    /// the load balancers in front of berth. Empty: the connection's peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// PEM file with the server certificate chain (leaf first). Empty, together with
     /// `tls_key`: plain HTTP.
     pub tls_cert: String,
@@ -199,6 +202,7 @@ impl Default for Config {
             log: "info".into(),
             shutdown_grace_secs: 30,
             max_manifest_bytes: 4 << 20,
+            trusted_proxies: Vec::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
             auth: AuthConfig::default(),
@@ -261,6 +265,8 @@ impl Config {
         if self.database.max_connections == 0 {
             return invalid("[database] max_connections must be at least 1".into());
         }
+        crate::client_addr::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(ConfigError::Invalid)?;
         if self.uploads.expire_after_secs == 0 || self.uploads.expiry_interval_secs == 0 {
             return invalid(
                 "[uploads] expire_after_secs and expiry_interval_secs must be at least 1".into(),
@@ -345,6 +351,14 @@ fn env_value(raw: &str, default: &toml::Value) -> toml::Value {
         toml::Value::Integer(_) => raw.trim().parse().ok().map(toml::Value::Integer),
         toml::Value::Float(_) => raw.trim().parse().ok().map(toml::Value::Float),
         toml::Value::Boolean(_) => raw.trim().parse().ok().map(toml::Value::Boolean),
+        // A list: comma-separated (`BERTH_TRUSTED_PROXIES=10.0.0.0/8,192.0.2.7`).
+        toml::Value::Array(_) => Some(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_string()))
+                .collect(),
+        )),
         _ => None,
     };
     // A value of the wrong type stays a string, so deserialization reports it clearly.
@@ -401,6 +415,26 @@ mod tests {
         assert_eq!(c.tls_cert, "/etc/berth/cert.pem");
         assert_eq!(c.tls_key, "/etc/berth/key.pem");
         assert!(Config::default().tls_cert.is_empty() && Config::default().tls_key.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_from_file_and_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "trusted_proxies = [\"10.0.0.0/8\"]\n").expect("write");
+        let c = Config::load(Some(&path), env(&[])).expect("load");
+        assert_eq!(c.trusted_proxies, ["10.0.0.0/8"]);
+        let c = Config::load(
+            Some(&path),
+            env(&[("BERTH_TRUSTED_PROXIES", "192.0.2.7, 2001:db8::/32,")]),
+        )
+        .expect("load");
+        assert_eq!(c.trusted_proxies, ["192.0.2.7", "2001:db8::/32"]);
+        let bad = Config::load(None, env(&[("BERTH_TRUSTED_PROXIES", "lb.example")]));
+        assert!(
+            bad.unwrap_err().to_string().contains("lb.example"),
+            "names the bad entry"
+        );
     }
 
     #[test]

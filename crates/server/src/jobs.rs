@@ -1,6 +1,7 @@
-//! The background work of `berth serve`, beside the requests: upload expiry. Every replica
-//! runs the loop; the job itself takes its database lock, so one replica at a time does the
-//! work and the others skip their turn.
+//! The background work of `berth serve`, beside the requests: upload expiry, and pruning the
+//! login limiter's quiet records. Every replica runs the loop; upload expiry takes its
+//! database lock, so one replica at a time does that work and the others skip their turn
+//! (pruning is one idempotent statement and needs no lock).
 
 use std::time::Duration;
 
@@ -26,6 +27,15 @@ pub(crate) fn start(app: App) -> BackgroundJobs {
         loop {
             every.tick().await;
             expire_uploads(&app, idle).await;
+            match app
+                .login_limiter()
+                .prune(crate::login_limit::now_millis())
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(records = n, "pruned quiet failed-login records"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune failed-login records"),
+            }
         }
     }))
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod check;
+mod client_addr;
 mod config;
 mod endpoint;
 mod error;
@@ -48,6 +49,8 @@ pub enum StartError {
     Meta(#[from] berth_meta::MetaError),
     #[error("cannot set up accounts and tokens: {0}")]
     Auth(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Everything a request handler needs, shared by all requests.
@@ -64,6 +67,8 @@ struct AppInner {
     /// Present when `[auth] enabled`.
     tokens: Option<auth::Tokens>,
     login_limiter: login_limit::LoginLimiter,
+    /// `trusted_proxies`, parsed.
+    trusted_proxies: client_addr::TrustedProxies,
     metrics: metrics::Metrics,
     config: Config,
 }
@@ -91,13 +96,18 @@ impl App {
         } else {
             None
         };
+        let trusted_proxies = client_addr::TrustedProxies::parse(&config.trusted_proxies)
+            .map_err(|e| StartError::Config(ConfigError::Invalid(e)))?;
+        let login_limiter =
+            login_limit::LoginLimiter::new(Arc::clone(&meta), login_limit::LimitPolicy::default());
         Ok(App {
             inner: Arc::new(AppInner {
                 registry,
                 meta,
                 blobs,
                 tokens,
-                login_limiter: login_limit::LoginLimiter::default(),
+                login_limiter,
+                trusted_proxies,
                 metrics: metrics::Metrics::default(),
                 config,
             }),
@@ -114,6 +124,10 @@ impl App {
 
     fn login_limiter(&self) -> &login_limit::LoginLimiter {
         &self.inner.login_limiter
+    }
+
+    fn trusted_proxies(&self) -> &client_addr::TrustedProxies {
+        &self.inner.trusted_proxies
     }
 
     fn tokens(&self) -> Option<&auth::Tokens> {

@@ -21,6 +21,14 @@ pub struct RouteInfo {
 pub async fn observe(State(app): State<App>, request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
+    // The client's address, once per request, for the login limit and the audit log.
+    let mut request = request;
+    let client = crate::auth::Peer::of(request.extensions())
+        .0
+        .map(|peer| app.trusted_proxies().client(peer, request.headers()));
+    request
+        .extensions_mut()
+        .insert(crate::auth::ClientAddr(client));
     let received = app.metrics().bytes_received.clone();
     let request = request.map(|body| {
         Body::new(body.map_frame(move |frame| {
@@ -60,6 +68,7 @@ pub async fn observe(State(app): State<App>, request: Request, next: Next) -> Re
     tracing::info!(
         method = %method,
         route,
+        client = %client.map_or_else(|| "-".to_string(), |c| c.to_string()),
         repository = info.as_ref().and_then(|i| i.repository.as_deref()).unwrap_or("-"),
         status,
         bytes,

@@ -21,7 +21,7 @@
 mod accounts;
 mod audit;
 mod inventory;
-mod uploads;
+mod shared;
 
 use std::collections::BTreeSet;
 use std::str::FromStr;

@@ -7,7 +7,7 @@
 mod accounts;
 mod audit;
 mod inventory;
-mod uploads;
+mod shared;
 
 use std::path::Path;
 use std::time::Duration;

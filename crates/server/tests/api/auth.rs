@@ -637,11 +637,7 @@ async fn management_api_users_projects_members_robots() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn brute_force_locks_the_account_for_a_while() {
-    if scaled_out() {
-        // The limiter counts failures per replica (in memory); the embedded pass checks it.
-        eprintln!("skipped on replicas: the login limiter is per process");
-        return;
-    }
+    // Scaled out, the failures alternate between the replicas: they share one count.
     let mut app = start().await;
     app.authorize(Some(&basic("admin", "guess")));
     for _ in 0..4 {
@@ -680,6 +676,70 @@ async fn brute_force_locks_the_account_for_a_while() {
         .expect("frank");
     app.authorize(Some(&basic("frank", "frank-pw-1")));
     assert_eq!(app.get("/v2/").await.status(), StatusCode::OK);
+}
+
+/// GETs `/v2/` with Basic credentials and an `X-Forwarded-For` header; the status.
+async fn login_from(app: &TestApp, user: &str, password: &str, forwarded_for: &str) -> StatusCode {
+    app.req(Method::GET, "/v2/")
+        .header("authorization", basic(user, password))
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .await
+        .expect("GET /v2/")
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_addresses_count_only_behind_trusted_proxies() {
+    // The test client connects from 127.0.0.1: here that is a trusted load balancer.
+    let app = TestApp::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.admin_password = ADMIN_PASSWORD.into();
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    // Twenty wrong passwords for twenty names from one client lock that client out ...
+    for i in 0..19 {
+        let status = login_from(&app, &format!("user{i}"), "guess", "203.0.113.5").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    let status = login_from(&app, "user19", "guess", "203.0.113.5").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login_from(&app, "admin", ADMIN_PASSWORD, "203.0.113.5").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ... and nobody else behind the same balancer, however the client dresses its header.
+    assert_eq!(
+        login_from(&app, "admin", ADMIN_PASSWORD, "203.0.113.6").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_from(&app, "admin", ADMIN_PASSWORD, "203.0.113.5, 203.0.113.7").await,
+        StatusCode::OK
+    );
+    // The audit log names the client, not the balancer.
+    let (_, raw) = api(
+        &app,
+        Method::GET,
+        "/api/v1/audit?action=login.failed&limit=1",
+        Some(("admin", ADMIN_PASSWORD)),
+        None,
+    )
+    .await;
+    assert_eq!(raw[0]["source"], "203.0.113.5", "{raw}");
+
+    // Without trusted proxies the header is the client's own word, and ignored: the twenty
+    // failures count against 127.0.0.1 whatever it claims.
+    let app = start().await;
+    for i in 0..20 {
+        let forged = format!("198.51.100.{i}");
+        login_from(&app, &format!("user{i}"), "guess", &forged).await;
+    }
+    assert_eq!(
+        login_from(&app, "admin", ADMIN_PASSWORD, "198.51.100.99").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 /// The events of `GET /api/v1/audit{query}` as `(actor, action, project, resource, detail)`.
