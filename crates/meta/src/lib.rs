@@ -182,12 +182,20 @@ pub trait Catalog: Send + Sync {
 
 #[async_trait]
 pub trait MetaStore:
-    BlobIndex + ManifestIndex + Catalog + UploadSessions + Accounts + AuditLog + Inventory
+    BlobIndex
+    + ManifestIndex
+    + Catalog
+    + UploadSessions
+    + Accounts
+    + AuditLog
+    + Inventory
     + Jobs
     + LoginThrottle
 {
     /// The database answers (for `/readyz`).
     async fn check(&self) -> Result<()>;
+    /// Closes the connections, waiting for those in use (at shutdown).
+    async fn close(&self);
 }
 
 /// Seconds since the Unix epoch: the timestamps stored with sessions and records.

@@ -31,6 +31,19 @@ pub(crate) fn compare(migrator: &Migrator, applied: &[i64]) -> Result<Probe> {
     })
 }
 
+/// For opening a database without migrating it: refuses one that is behind this berth.
+pub(crate) fn require_current(probe: Probe) -> Result<()> {
+    if probe.pending_migrations > 0 {
+        return Err(MetaError::Unavailable(format!(
+            "the database lacks {} migration(s) of this berth; it is opened without changing \
+             it, so start the berth version that uses it, or this one (`berth serve`, which \
+             applies them), first",
+            probe.pending_migrations
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -323,7 +323,9 @@ pub fn unauthorized(
     }
 }
 
-/// `http://host:port` as the client reached us (the `Host` header), for the token realm.
+/// `http://host:port` as the client reached us (the `Host` header), for the token realm. The
+/// scheme is ours, or a trusted proxy's `X-Forwarded-Proto` when it ends TLS for us (the header
+/// reaches this point only from trusted proxies: `observe` removes it from others).
 fn base_url(app: &App, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
@@ -331,7 +333,9 @@ fn base_url(app: &App, headers: &HeaderMap) -> String {
         .filter(|h| !h.is_empty() && h.len() <= 255 && !h.contains(['/', '"', ' ']))
         .map(str::to_string)
         .unwrap_or_else(|| app.config().listen.to_string());
-    format!("{}://{host}", app.config().url_scheme())
+    let scheme =
+        crate::client_addr::forwarded_proto(headers).unwrap_or_else(|| app.config().url_scheme());
+    format!("{scheme}://{host}")
 }
 
 fn basic_credentials(header: &str) -> Option<(String, String)> {

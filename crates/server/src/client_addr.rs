@@ -3,6 +3,10 @@
 //! `X-Forwarded-For`. It keys the failed-login limit per address and is the audit log's
 //! `source`.
 //!
+//! Likewise `X-Forwarded-Proto` (the scheme the client used, for the token realm when the
+//! balancer ends TLS) counts only from a trusted proxy: `observe` removes it from any other
+//! request before a handler sees it.
+//!
 //! `X-Forwarded-For` is a list each proxy appends the address it received from to, so only its
 //! right end can be believed: walking from the right, trusted proxies are skipped and the first
 //! address that is not one is the client. Anything further left was written by the client
@@ -32,7 +36,7 @@ impl TrustedProxies {
             .map(TrustedProxies)
     }
 
-    fn trusts(&self, address: IpAddr) -> bool {
+    pub fn trusts(&self, address: IpAddr) -> bool {
         let address = address.to_canonical();
         self.0.iter().any(|net| net.contains(&address))
     }
@@ -63,6 +67,23 @@ impl TrustedProxies {
             }
         }
         client
+    }
+}
+
+/// The scheme in a trusted proxy's `X-Forwarded-Proto` (the first, the client's side, when
+/// proxies chained their values): `http` or `https`, anything else ignored.
+pub fn forwarded_proto(headers: &http::HeaderMap) -> Option<&'static str> {
+    let value = headers.get("x-forwarded-proto")?.to_str().ok()?;
+    match value
+        .split(',')
+        .next()?
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "https" => Some("https"),
+        "http" => Some("http"),
+        _ => None,
     }
 }
 
@@ -138,6 +159,20 @@ mod tests {
             p.client(ip("::ffff:127.0.0.1"), &headers(&["203.0.113.9"])),
             ip("203.0.113.9")
         );
+    }
+
+    #[test]
+    fn forwarded_proto_is_http_or_https() {
+        let proto = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-forwarded-proto", v.parse().expect("value"));
+            forwarded_proto(&h)
+        };
+        assert_eq!(proto("https"), Some("https"));
+        assert_eq!(proto("HTTPS, http"), Some("https"));
+        assert_eq!(proto("http"), Some("http"));
+        assert_eq!(proto("javascript"), None);
+        assert_eq!(forwarded_proto(&http::HeaderMap::new()), None);
     }
 
     #[test]

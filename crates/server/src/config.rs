@@ -275,6 +275,12 @@ impl Config {
         Ok(())
     }
 
+    /// Whether anything lives in `data_dir`: the filesystem blob store or the SQLite database.
+    /// Replicas on S3 and PostgreSQL keep nothing locally.
+    pub fn uses_data_dir(&self) -> bool {
+        self.storage.backend != "s3" || !crate::check::is_postgres(&self.database.url)
+    }
+
     /// `https` when `berth serve` speaks TLS (it refuses to start with only one of `tls_cert`
     /// and `tls_key` set), else `http`: the scheme of the URLs it hands out.
     pub fn url_scheme(&self) -> &'static str {

@@ -77,10 +77,12 @@ impl App {
     /// Opens the embedded backends in `config.data_dir`: blobs on the filesystem, metadata in
     /// SQLite (`meta.db`).
     pub async fn open(config: Config) -> Result<App, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        if config.uses_data_dir() {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+        }
         let blobs = open_blobs(&config).await?;
         let meta = open_meta(&config).await?;
         let registry = Registry::new(
@@ -116,6 +118,12 @@ impl App {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Closes the database connections (SQLite: checkpoints its log into `meta.db`). Call
+    /// once the server has stopped.
+    pub async fn close(&self) {
+        self.inner.meta.close().await;
     }
 
     fn registry(&self) -> &Registry {
@@ -180,6 +188,25 @@ fn s3_config(c: &StorageConfig) -> S3Config {
         allow_http: c.endpoint.starts_with("http://"),
         ..S3Config::new(&c.bucket, &c.region)
     }
+}
+
+/// The backends of `config` opened for reading only, changing nothing: no directory created,
+/// no migration applied, every database write refused. For a registry that may be serving
+/// (the source of `berth migrate`).
+async fn open_read_only(
+    config: &Config,
+) -> Result<(Arc<dyn BlobStore>, Arc<dyn MetaStore>), StartError> {
+    let blobs: Arc<dyn BlobStore> = match config.storage.backend.as_str() {
+        "s3" => Arc::new(S3Store::new(&s3_config(&config.storage))?),
+        _ => Arc::new(FilesystemStore::existing(&config.data_dir)),
+    };
+    let url = config.database.url.as_str();
+    let meta: Arc<dyn MetaStore> = if check::is_postgres(url) {
+        Arc::new(PostgresMeta::connect_read_only(url, config.database.max_connections).await?)
+    } else {
+        Arc::new(SqliteMeta::open_read_only(&check::sqlite_path(config)).await?)
+    };
+    Ok((blobs, meta))
 }
 
 /// The metadata store `[database] url` names: PostgreSQL, or SQLite (by default

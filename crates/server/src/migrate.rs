@@ -17,7 +17,7 @@ use berth_oci::{Digest, DigestHasher, Repository, Tag, parse_manifest};
 use berth_storage::{BlobKey, BlobStore, StorageError, UploadState};
 use futures_util::StreamExt;
 
-use crate::{Config, StartError, check, open_blobs, open_meta};
+use crate::{Config, StartError, check, open_blobs, open_meta, open_read_only};
 
 /// Rows asked for per page of a listing.
 const PAGE: u32 = 200;
@@ -149,14 +149,18 @@ pub async fn migrate(
             return Err(MigrateError::NoSource(path.display().to_string()));
         }
     }
-    let from_blobs = open_blobs(from).await.map_err(MigrateError::OpenSource)?;
-    let from_meta = open_meta(from).await.map_err(MigrateError::OpenSource)?;
-    std::fs::create_dir_all(&to.data_dir).map_err(|source| {
-        MigrateError::OpenTarget(StartError::DataDir {
-            path: to.data_dir.clone(),
-            source,
-        })
-    })?;
+    // The source may be serving: it is read, never changed.
+    let (from_blobs, from_meta) = open_read_only(from)
+        .await
+        .map_err(MigrateError::OpenSource)?;
+    if to.uses_data_dir() {
+        std::fs::create_dir_all(&to.data_dir).map_err(|source| {
+            MigrateError::OpenTarget(StartError::DataDir {
+                path: to.data_dir.clone(),
+                source,
+            })
+        })?;
+    }
     let to_blobs = open_blobs(to).await.map_err(MigrateError::OpenTarget)?;
     let to_meta = open_meta(to).await.map_err(MigrateError::OpenTarget)?;
     let sides = Sides {
@@ -166,19 +170,11 @@ pub async fn migrate(
         to_blobs,
     };
     let mut report = Report::default();
-    progress(Progress::Step("accounts"));
-    sides.accounts(&mut report).await?;
-    progress(Progress::Step("signing key"));
-    report.signing_key = sides.signing_key().await?;
-    progress(Progress::Step("blobs"));
-    sides.blobs(&mut report, progress).await?;
-    progress(Progress::Step("links"));
-    sides.links(&mut report).await?;
-    progress(Progress::Step("manifests"));
-    sides.manifests(&mut report).await?;
-    progress(Progress::Step("tags"));
-    sides.tags(&mut report).await?;
-    Ok(report)
+    let copied = sides.copy(&mut report, progress).await;
+    // SQLite checkpoints its log into the database file when the last connection closes.
+    sides.from_meta.close().await;
+    sides.to_meta.close().await;
+    copied.map(|()| report)
 }
 
 /// Both sides name the same database or the same blob directory.
@@ -253,6 +249,26 @@ impl Sides {
             report.robots.add(copy);
         }
         Ok(())
+    }
+
+    /// Every step, in the order that keeps the target consistent at each point.
+    async fn copy(
+        &self,
+        report: &mut Report,
+        progress: &mut (dyn FnMut(Progress<'_>) + Send),
+    ) -> Result<()> {
+        progress(Progress::Step("accounts"));
+        self.accounts(report).await?;
+        progress(Progress::Step("signing key"));
+        report.signing_key = self.signing_key().await?;
+        progress(Progress::Step("blobs"));
+        self.blobs(report, progress).await?;
+        progress(Progress::Step("links"));
+        self.links(report).await?;
+        progress(Progress::Step("manifests"));
+        self.manifests(report).await?;
+        progress(Progress::Step("tags"));
+        self.tags(report).await
     }
 
     async fn signing_key(&self) -> Result<SigningKey> {

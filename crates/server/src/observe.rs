@@ -23,12 +23,15 @@ pub async fn observe(State(app): State<App>, request: Request, next: Next) -> Re
     let method = request.method().clone();
     // The client's address, once per request, for the login limit and the audit log.
     let mut request = request;
-    let client = crate::auth::Peer::of(request.extensions())
-        .0
-        .map(|peer| app.trusted_proxies().client(peer, request.headers()));
+    let peer = crate::auth::Peer::of(request.extensions()).0;
+    let client = peer.map(|peer| app.trusted_proxies().client(peer, request.headers()));
     request
         .extensions_mut()
         .insert(crate::auth::ClientAddr(client));
+    // Only a trusted proxy may say which scheme the client used (`client_addr.rs`).
+    if !peer.is_some_and(|peer| app.trusted_proxies().trusts(peer)) {
+        request.headers_mut().remove("x-forwarded-proto");
+    }
     let received = app.metrics().bytes_received.clone();
     let request = request.map(|body| {
         Body::new(body.map_frame(move |frame| {

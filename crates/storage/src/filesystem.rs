@@ -45,6 +45,12 @@ impl FilesystemStore {
         Ok(Self { root })
     }
 
+    /// The store under `root` as it is, creating nothing: for reading a registry's blobs (the
+    /// source of `berth migrate`).
+    pub fn existing(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
     fn upload_path(&self, id: &str) -> Result<PathBuf> {
         // Session ids come from the registry (ULIDs); refuse anything that could leave uploads/.
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {

@@ -103,19 +103,30 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    let data_dir = config.data_dir.clone();
+    let data = where_data_lives(&config);
     let app = App::open(config).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    println!(
-        "berth registry listening on {scheme}://{address}, data in {}",
-        data_dir.display()
-    );
+    println!("berth registry listening on {scheme}://{address}, data in {data}");
+    let served = app.clone();
     match tls {
-        Some(tls) => berth_server::serve_tls(listener, app, tls, shutdown_signal()).await?,
-        None => berth_server::serve(listener, app, shutdown_signal()).await?,
+        Some(tls) => berth_server::serve_tls(listener, served, tls, shutdown_signal()).await?,
+        None => berth_server::serve(listener, served, shutdown_signal()).await?,
     }
+    app.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The data directory, or the bucket and database of replicas that keep nothing locally.
+fn where_data_lives(config: &Config) -> String {
+    if config.uses_data_dir() {
+        return config.data_dir.display().to_string();
+    }
+    format!(
+        "bucket {} and {}",
+        config.storage.bucket,
+        config.database.redacted_url()
+    )
 }
 
 async fn shutdown_signal() {

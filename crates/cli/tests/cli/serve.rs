@@ -47,6 +47,13 @@ async fn serves_then_exits_zero_on_sigterm_and_sigint() {
         assert_eq!(ready["status"], "ready", "{ready}");
         let status = signal_and_wait(&mut server, signal);
         assert_eq!(status.code(), Some(0), "{signal}");
+        // The database was closed: its log checkpointed into meta.db, which alone is whole.
+        let wal = data.join("meta.db-wal");
+        assert!(
+            std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+            "{} left behind after {signal}",
+            wal.display()
+        );
     }
 }
 

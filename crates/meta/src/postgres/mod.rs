@@ -79,6 +79,20 @@ impl PostgresMeta {
         Ok(Self { pool })
     }
 
+    /// Connects to an up-to-date database without migrating it, for reading a registry that
+    /// may be serving (the source of `berth migrate`).
+    pub async fn connect_read_only(url: &str, max_connections: u32) -> Result<Self> {
+        probe::require_current(Self::probe(url).await?)?;
+        let options =
+            PgConnectOptions::from_str(url)?.options([("default_transaction_read_only", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| unavailable(e, &options))?;
+        Ok(Self { pool })
+    }
+
     /// Connects once to the database at `url`, runs a query and compares its migrations with
     /// this berth's, changing nothing: no migration is applied, no pool is kept.
     pub async fn probe(url: &str) -> Result<Probe> {
@@ -530,6 +544,10 @@ impl MetaStore for PostgresMeta {
             Ok(_) => Ok(()),
             Err(e) => Err(unavailable(e, &self.pool.connect_options())),
         }
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }
 

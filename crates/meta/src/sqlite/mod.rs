@@ -38,15 +38,7 @@ pub struct SqliteMeta {
 impl SqliteMeta {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a transaction the client was told about survives power loss, not only a
-            // process crash.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+        let options = Self::options(path).create_if_missing(true);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -61,6 +53,38 @@ impl SqliteMeta {
             write,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Opens an existing database that is up to date, read-only: nothing is created, migrated
+    /// or written (every write fails). For reading a registry that may be serving, as the
+    /// source of `berth migrate`.
+    pub async fn open_read_only(path: &Path) -> Result<Self> {
+        probe::require_current(Self::probe(path).await?)?;
+        let options = Self::options(path).read_only(true);
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.clone())
+            .await?;
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            read,
+            write,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn options(path: &Path) -> SqliteConnectOptions {
+        SqliteConnectOptions::new()
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a transaction the client was told about survives power loss, not only a
+            // process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30))
     }
 
     /// Opens the existing database file read-only, runs a query and compares its migrations
@@ -479,6 +503,13 @@ impl MetaStore for SqliteMeta {
     async fn check(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
+    }
+
+    /// Closes the pools, readers first: the last connection to close checkpoints the WAL into
+    /// the database file and removes it, so `meta.db` alone is the whole database.
+    async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
     }
 }
 

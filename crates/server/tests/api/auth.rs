@@ -718,6 +718,19 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
         login_from(&app, "admin", ADMIN_PASSWORD, "203.0.113.5, 203.0.113.7").await,
         StatusCode::OK
     );
+    // The balancer ends TLS: the token realm follows its X-Forwarded-Proto.
+    let realm = |r: &reqwest::Response| header(r, "www-authenticate").to_string();
+    let r = app
+        .req(Method::GET, "/v2/")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("GET /v2/");
+    assert!(
+        realm(&r).starts_with("Bearer realm=\"https://"),
+        "{}",
+        realm(&r)
+    );
     // The audit log names the client, not the balancer.
     let (_, raw) = api(
         &app,
@@ -739,6 +752,17 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
     assert_eq!(
         login_from(&app, "admin", ADMIN_PASSWORD, "198.51.100.99").await,
         StatusCode::TOO_MANY_REQUESTS
+    );
+    let r = app
+        .req(Method::GET, "/v2/")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("GET /v2/");
+    assert!(
+        realm(&r).starts_with("Bearer realm=\"http://"),
+        "{}",
+        realm(&r)
     );
 }
 
