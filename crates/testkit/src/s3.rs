@@ -68,6 +68,24 @@ impl S3Server {
             .trim_start_matches("http://")
             .trim_start_matches("https://")
     }
+
+    /// The keys under `prefix` in the bucket, see [`object_keys`]: a moto of its own only.
+    pub fn object_keys(&self, prefix: &str) -> Vec<String> {
+        assert!(
+            self.is_local(),
+            "an unsigned listing needs a moto of its own"
+        );
+        object_keys(self.address(), &self.bucket, prefix)
+    }
+
+    /// The keys of the bucket's open multipart uploads, see [`multipart_uploads`].
+    pub fn multipart_uploads(&self) -> Vec<String> {
+        assert!(
+            self.is_local(),
+            "an unsigned listing needs a moto of its own"
+        );
+        multipart_uploads(self.address(), &self.bucket)
+    }
 }
 
 impl Drop for S3Server {
@@ -187,4 +205,40 @@ pub fn http(address: &str, method: &str, target: &str) -> (u16, Vec<u8>) {
         .and_then(|s| s.parse().ok())
         .expect("status");
     (status, response[head_end + 4..].to_vec())
+}
+
+/// The keys under `prefix` (URL-safe) in `bucket` at `address` (`host:port`): one unsigned S3
+/// `ListObjectsV2`, as a moto takes it. Panics on more than a page (1000 keys).
+pub fn object_keys(address: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let listing = listing(address, &format!("/{bucket}?list-type=2&prefix={prefix}"));
+    elements(&listing, "Key")
+}
+
+/// The keys of the multipart uploads open in `bucket` (begun, neither completed nor aborted):
+/// one unsigned `ListMultipartUploads`, as [`object_keys`].
+pub fn multipart_uploads(address: &str, bucket: &str) -> Vec<String> {
+    let listing = listing(address, &format!("/{bucket}?uploads"));
+    elements(&listing, "Key")
+}
+
+/// The XML an unsigned listing request answers; panics on an error or more than a page.
+fn listing(address: &str, target: &str) -> String {
+    let (status, body) = http(address, "GET", target);
+    let listing = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{target}: {listing}");
+    assert!(
+        !listing.contains("<IsTruncated>true"),
+        "more than a page: {listing}"
+    );
+    listing
+}
+
+/// The text of every `<tag>` element (flat, unescaped: keys as berth names them).
+fn elements(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split_once(&close))
+        .map(|(text, _)| text.to_string())
+        .collect()
 }

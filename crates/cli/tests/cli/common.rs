@@ -2,6 +2,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use berth_testkit::postgres::TestDatabase;
+use berth_testkit::s3::S3Server;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -52,7 +54,11 @@ impl Server {
             .and_then(|(_, rest)| rest.split_once("://"))
             .and_then(|(scheme, rest)| Some((scheme, rest.split(',').next()?)))
             .unwrap_or_else(|| panic!("unexpected start line {line:?}"));
-        assert!(line.contains(&data_dir.display().to_string()), "{line}");
+        // Replicas on S3 + PostgreSQL name their bucket and database instead.
+        assert!(
+            line.contains(&data_dir.display().to_string()) || line.contains("data in bucket "),
+            "{line}"
+        );
         Server {
             base: format!("{scheme}://{addr}"),
             addr: addr.to_string(),
@@ -71,6 +77,52 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether PostgreSQL and an S3 server (moto) are there for the scaled-out tests; otherwise
+/// the test says so and passes.
+pub fn backends_installed() -> bool {
+    let postgres = std::env::var_os("BERTH_TEST_POSTGRES_URL").is_some()
+        || std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("bin/initdb").is_file());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let moto = std::env::var_os("BERTH_TEST_S3_ENDPOINT").is_some()
+        || std::env::var_os("BERTH_TEST_MOTO_SERVER").is_some()
+        || home
+            .join(".cache/berth-test/moto/bin/moto_server")
+            .is_file();
+    if !(postgres && moto) {
+        eprintln!(
+            "SKIPPED: berth on PostgreSQL + S3 needs PostgreSQL ({postgres}) and moto ({moto}); \
+             scripts/test installs both"
+        );
+    }
+    postgres && moto
+}
+
+/// `dir/scaled.toml`: a registry on `db` and `s3` (5 MiB parts), `data_dir` `dir/scaled-data`.
+pub fn scaled_config(dir: &Path, db: &TestDatabase, s3: &S3Server) -> PathBuf {
+    let (key, secret) = s3.credentials().unwrap_or(("", ""));
+    let file = dir.join("scaled.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {data:?}\n\n[storage]\nbackend = \"s3\"\nbucket = {bucket:?}\n\
+             endpoint = {endpoint:?}\npath_style = true\naccess_key_id = {key:?}\n\
+             secret_access_key = {secret:?}\npart_size_mib = 5\n\n[database]\nurl = {url:?}\n",
+            data = dir.join("scaled-data").display().to_string(),
+            bucket = s3.bucket,
+            endpoint = s3.endpoint,
+            url = db.url(),
+        ),
+    )
+    .expect("write config");
+    file
 }
 
 /// A CA and a server certificate for `127.0.0.1` and `localhost` signed by it, as PEM files.

@@ -10,6 +10,7 @@ mod crash;
 mod interop;
 mod migrate;
 mod real_clients;
+mod replicas_interop;
 mod serve;
 mod serve_check;
 mod tls;

@@ -6,7 +6,6 @@
 //! still good, a second run copying nothing. And a run killed part way, finished by the next.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use berth_testkit::postgres::TestDatabase;
@@ -305,50 +304,6 @@ fn present(report: &Value, step: &str) -> u64 {
     report[step]["present"].as_u64().expect("count")
 }
 
-/// Whether the servers exist; otherwise the test says so and passes.
-fn backends_installed() -> bool {
-    let postgres = std::env::var_os("BERTH_TEST_POSTGRES_URL").is_some()
-        || std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.path().join("bin/initdb").is_file());
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let moto = std::env::var_os("BERTH_TEST_S3_ENDPOINT").is_some()
-        || std::env::var_os("BERTH_TEST_MOTO_SERVER").is_some()
-        || home
-            .join(".cache/berth-test/moto/bin/moto_server")
-            .is_file();
-    if !(postgres && moto) {
-        eprintln!(
-            "SKIPPED: berth migrate to PostgreSQL + S3 needs PostgreSQL ({postgres}) and moto \
-             ({moto}); scripts/test installs both"
-        );
-    }
-    postgres && moto
-}
-
-fn scaled_config(dir: &Path, db: &TestDatabase, s3: &S3Server) -> PathBuf {
-    let (key, secret) = s3.credentials().unwrap_or(("", ""));
-    let file = dir.join("scaled.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "data_dir = {data:?}\n\n[storage]\nbackend = \"s3\"\nbucket = {bucket:?}\n\
-             endpoint = {endpoint:?}\npath_style = true\naccess_key_id = {key:?}\n\
-             secret_access_key = {secret:?}\npart_size_mib = 5\n\n[database]\nurl = {url:?}\n",
-            data = dir.join("scaled-data").display().to_string(),
-            bucket = s3.bucket,
-            endpoint = s3.endpoint,
-            url = db.url(),
-        ),
-    )
-    .expect("write config");
-    file
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_embedded_to_postgres_s3_and_back() {
     if !backends_installed() {
@@ -395,6 +350,7 @@ async fn migrate_embedded_to_postgres_s3_and_back() {
     let scaled_arg = scaled.display().to_string();
     let embedded_arg = embedded.display().to_string();
 
+    let source_before = files(&embedded);
     let started = std::time::Instant::now();
     let first = report(&migrate(&[
         "--from-data-dir",
@@ -402,6 +358,13 @@ async fn migrate_embedded_to_postgres_s3_and_back() {
         "--to",
         &scaled_arg,
     ]));
+    // The source is read, never written: no file created, changed or removed (SQLite's
+    // shared-memory index aside, which readers maintain).
+    assert_eq!(
+        files(&embedded),
+        source_before,
+        "berth migrate changed its source"
+    );
     eprintln!(
         "embedded -> PostgreSQL + S3 in {:?}: {first}",
         started.elapsed()
@@ -562,4 +525,22 @@ async fn an_interrupted_migration_is_finished_by_the_next_run() {
     ]));
     assert_eq!(copied(&nothing, "blobs"), 0, "{nothing}");
     assert_eq!(copied(&nothing, "links"), 0, "{nothing}");
+}
+
+/// Every file under `dir` with a digest of its bytes, SQLite's `-shm` index left out.
+fn files(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, String> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.insert(path.clone(), "dir".to_string());
+                todo.push(path);
+            } else if !path.to_string_lossy().ends_with("-shm") {
+                found.insert(path.clone(), sha256(&std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    found
 }

@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 use berth_server::{App, Config};
+use berth_testkit::balancer::Balancer;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -94,40 +95,6 @@ async fn serve_on_loopback(
     (addr, tx, server)
 }
 
-/// A TCP load balancer: each accepted connection is relayed to the next replica in turn.
-async fn balancer(
-    replicas: Vec<SocketAddr>,
-) -> (
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut next = 0usize;
-        loop {
-            tokio::select! {
-                _ = &mut rx => break,
-                accepted = listener.accept() => {
-                    let Ok((mut inbound, _)) = accepted else { continue };
-                    let target = replicas[next % replicas.len()];
-                    next += 1;
-                    tokio::spawn(async move {
-                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                    });
-                }
-            }
-        }
-    });
-    (addr, tx, task)
-}
-
 /// A real berth server in this process (or two replicas and a balancer, see [`ScaleOut`]),
 /// stopped when dropped.
 pub struct TestApp {
@@ -145,8 +112,10 @@ pub struct TestApp {
     pub second: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// The configuration the servers run with (backends included).
     pub config: Config,
-    /// The second replica and the balancer, when scaled out: stopped with the first.
+    /// The second replica, when scaled out: stopped with the first.
     others: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// In front of the replicas, when scaled out.
+    _balancer: Option<Balancer>,
     /// Set by [`TestApp::login`]: requests sent through [`TestApp::send`] answer Bearer
     /// challenges with tokens fetched with these credentials.
     login: Option<(String, String)>,
@@ -182,14 +151,16 @@ impl TestApp {
         let mut others = Vec::new();
         let mut replicas = vec![addr];
         let mut second_task = None;
+        let mut balancer = None;
         if scale_out.is_some() {
             let second = App::open(config).await.expect("open the second replica");
             let (second_addr, second_tx, task) = serve_on_loopback(second).await;
             replicas.push(second_addr);
             second_task = Some(task);
-            let (balanced, balancer_tx, _) = balancer(vec![addr, second_addr]).await;
-            addr = balanced;
-            others = vec![second_tx, balancer_tx];
+            let balanced = Balancer::start(vec![addr, second_addr]).await;
+            addr = balanced.addr();
+            balancer = Some(balanced);
+            others = vec![second_tx];
         }
         TestApp {
             addr,
@@ -200,6 +171,7 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
             others,
+            _balancer: balancer,
             replicas,
             second: second_task,
             config: kept,
@@ -297,22 +269,9 @@ impl TestApp {
             let data = &self.config.data_dir;
             return walk_files(&data.join("blobs")) + walk_files(&data.join("uploads"));
         }
-        let url = format!(
-            "{}/{}?list-type=2",
-            self.config.storage.endpoint, self.config.storage.bucket
-        );
-        let text = reqwest::get(url)
-            .await
-            .expect("list the bucket")
-            .text()
-            .await
-            .expect("listing");
-        assert!(text.contains("ListBucketResult"), "{text}");
-        assert!(
-            !text.contains("<IsTruncated>true"),
-            "more than a page: {text}"
-        );
-        text.matches("<Key>").count()
+        let storage = &self.config.storage;
+        let address = storage.endpoint.trim_start_matches("http://");
+        berth_testkit::s3::object_keys(address, &storage.bucket, "").len()
     }
 
     /// From now on every request carries `Authorization: <value>` (`None`: no credentials).

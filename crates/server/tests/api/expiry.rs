@@ -16,22 +16,14 @@ async fn start() -> TestApp {
     .await
 }
 
-/// Multipart uploads open in the bucket (S3 `ListMultipartUploads`, unsigned as moto takes
-/// it); 0 on the filesystem.
-async fn open_multipart_uploads(app: &TestApp) -> usize {
+/// Multipart uploads open in the bucket; 0 on the filesystem.
+fn open_multipart_uploads(app: &TestApp) -> usize {
     let storage = &app.config.storage;
     if storage.backend != "s3" {
         return 0;
     }
-    let url = format!("{}/{}?uploads", storage.endpoint, storage.bucket);
-    let text = reqwest::get(url)
-        .await
-        .expect("list multipart uploads")
-        .text()
-        .await
-        .expect("listing");
-    assert!(text.contains("ListMultipartUploadsResult"), "{text}");
-    text.matches("<UploadId>").count()
+    let address = storage.endpoint.trim_start_matches("http://");
+    berth_testkit::s3::multipart_uploads(address, &storage.bucket).len()
 }
 
 /// `berth_uploads_expired_total`, summed over the replicas.
@@ -83,7 +75,7 @@ async fn idle_sessions_expire_with_their_data() {
         "partial data is stored"
     );
     if app.config.storage.backend == "s3" {
-        assert_eq!(open_multipart_uploads(&app).await, 1);
+        assert_eq!(open_multipart_uploads(&app), 1);
     }
 
     let mut gone = false;
@@ -100,7 +92,7 @@ async fn idle_sessions_expire_with_their_data() {
 
     // Its data went with it; the finished blob stayed.
     assert_eq!(app.stored_objects().await, objects_before);
-    assert_eq!(open_multipart_uploads(&app).await, 0);
+    assert_eq!(open_multipart_uploads(&app), 0);
     assert_eq!(app.meta().await.count_uploads().await.expect("count"), 0);
     let r = app
         .get(&format!("/v2/expiry/app/blobs/{kept_digest}"))
