@@ -254,6 +254,31 @@ impl Layout {
         }
     }
 
+    /// An index of two small images (seeds `seed` and `seed + 1`), linux/amd64 and
+    /// linux/arm64.
+    pub fn two_platform_index(&self, seed: u64) -> Value {
+        let amd = self.image(seed, 2, 50_000);
+        let arm = self.image(seed + 1, 2, 50_000);
+        let mut index =
+            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd, arm]});
+        index["manifests"][0]["platform"] = json!({"architecture": "amd64", "os": "linux"});
+        index["manifests"][1]["platform"] = json!({"architecture": "arm64", "os": "linux"});
+        self.blob(OCI_INDEX, &serde_json::to_vec(&index).expect("json"))
+    }
+
+    /// An SPDX SBOM artifact (an OCI manifest with an empty config) whose subject is `subject`.
+    pub fn sbom_for(&self, subject: &Value) -> Value {
+        let empty = self.blob("application/vnd.oci.empty.v1+json", b"{}");
+        let sbom = self.blob("application/spdx+json", br#"{"spdxVersion":"SPDX-2.3"}"#);
+        let artifact = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "artifactType": "application/spdx+json",
+            "config": empty, "layers": [sbom], "subject": subject,
+            "annotations": {"org.example": "sbom"}
+        });
+        self.blob(OCI_MANIFEST, &serde_json::to_vec(&artifact).expect("json"))
+    }
+
     pub fn blob(&self, media_type: &str, data: &[u8]) -> Value {
         let digest = sha256(data);
         let hex = digest.trim_start_matches("sha256:");

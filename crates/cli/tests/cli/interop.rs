@@ -26,23 +26,10 @@ async fn skopeo_copies_images_in_and_out_byte_identical() {
     layout.tag(&single, "single");
     let fifty = layout.image(2, 50, 10_000);
     layout.tag(&fifty, "fifty");
-    let amd = layout.image(3, 2, 50_000);
-    let arm = layout.image(4, 2, 50_000);
-    let mut index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd, arm]});
-    index["manifests"][0]["platform"] = json!({"architecture": "amd64", "os": "linux"});
-    index["manifests"][1]["platform"] = json!({"architecture": "arm64", "os": "linux"});
-    let index = layout.blob(OCI_INDEX, &serde_json::to_vec(&index).expect("json"));
+    let index = layout.two_platform_index(3);
     layout.tag(&index, "multi");
     // An artifact whose subject is the single-layer image.
-    let empty = layout.blob("application/vnd.oci.empty.v1+json", b"{}");
-    let sbom = layout.blob("application/spdx+json", br#"{"spdxVersion":"SPDX-2.3"}"#);
-    let artifact = json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "artifactType": "application/spdx+json",
-        "config": empty, "layers": [sbom], "subject": single,
-        "annotations": {"org.example": "sbom"}
-    });
-    let artifact = layout.blob(OCI_MANIFEST, &serde_json::to_vec(&artifact).expect("json"));
+    let artifact = layout.sbom_for(&single);
     layout.tag(&artifact, "sbom");
 
     let out = dir.path().join("out");

@@ -190,32 +190,36 @@ fn large_image(layout: &Layout, seed: u64) -> Value {
     )
 }
 
+/// A deployment in `dir`, a skopeo policy, and an OCI layout in `dir/src` holding the large
+/// image of `seed`, tagged `image`. `None` (after saying SKIPPED) without the backends.
+async fn scene(
+    dir: &Path,
+    seed: u64,
+) -> Option<(
+    Deployment,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Layout,
+    Value,
+)> {
+    let deployment = Deployment::start(dir).await?;
+    let policy = policy(dir);
+    let src = dir.join("src");
+    let mut layout = Layout::new(&src);
+    let image = large_image(&layout, seed);
+    layout.tag(&image, "image");
+    Some((deployment, policy, src, layout, image))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn skopeo_pushes_through_the_balancer_and_pulls_from_each_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(deployment) = Deployment::start(dir.path()).await else {
+    let Some((deployment, policy, src, mut layout, image)) = scene(dir.path(), 1).await else {
         return;
     };
-    let policy = policy(dir.path());
-    let src = dir.path().join("src");
-    let mut layout = Layout::new(&src);
-    let image = large_image(&layout, 1);
-    layout.tag(&image, "image");
-    let amd = layout.image(2, 2, 50_000);
-    let arm = layout.image(3, 2, 50_000);
-    let mut index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd, arm]});
-    index["manifests"][0]["platform"] = json!({"architecture": "amd64", "os": "linux"});
-    index["manifests"][1]["platform"] = json!({"architecture": "arm64", "os": "linux"});
-    let index = layout.blob(OCI_INDEX, &serde_json::to_vec(&index).expect("json"));
+    let index = layout.two_platform_index(2);
     layout.tag(&index, "multi");
-    let empty = layout.blob("application/vnd.oci.empty.v1+json", b"{}");
-    let sbom = layout.blob("application/spdx+json", br#"{"spdxVersion":"SPDX-2.3"}"#);
-    let artifact = json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "artifactType": "application/spdx+json",
-        "config": empty, "layers": [sbom], "subject": image,
-    });
-    let artifact = layout.blob(OCI_MANIFEST, &serde_json::to_vec(&artifact).expect("json"));
+    let artifact = layout.sbom_for(&image);
     layout.tag(&artifact, "sbom");
 
     let started = std::time::Instant::now();
@@ -398,14 +402,9 @@ async fn berth_pushes_through_the_balancer_and_pulls_through_one_replica() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_pushes_of_one_image_through_both_replicas_keep_one_object_per_blob() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(deployment) = Deployment::start(dir.path()).await else {
+    let Some((deployment, policy, src, _, image)) = scene(dir.path(), 5).await else {
         return;
     };
-    let policy = policy(dir.path());
-    let src = dir.path().join("src");
-    let mut layout = Layout::new(&src);
-    let image = large_image(&layout, 5);
-    layout.tag(&image, "image");
     let from = format!("oci:{}:image", src.display());
     let one = format!("docker://{}/team/one:v1", deployment.a.addr);
     let two = format!("docker://{}/team/two:v1", deployment.b.addr);
@@ -418,6 +417,7 @@ async fn concurrent_pushes_of_one_image_through_both_replicas_keep_one_object_pe
         }
     });
     eprintln!("two concurrent pushes in {:?}", started.elapsed());
+    // The config and the layers.
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(
             src.join("blobs/sha256")
@@ -426,12 +426,15 @@ async fn concurrent_pushes_of_one_image_through_both_replicas_keep_one_object_pe
         .expect("manifest"),
     )
     .expect("json");
-    let blobs = 1 + manifest["layers"].as_array().map_or(0, Vec::len) as u64;
+    let blobs = 1 + manifest["layers"].as_array().map_or(0, Vec::len);
     // The pushes raced: some blob was uploaded in full by both (skopeo uploads what a HEAD
     // did not find), else there was nothing to keep one copy of.
     let completed = answered(&deployment.a, "upload", "PUT").await
         + answered(&deployment.b, "upload", "PUT").await;
-    assert!(completed > blobs, "{completed} uploads of {blobs} blobs");
+    assert!(
+        completed > blobs as u64,
+        "{completed} uploads of {blobs} blobs"
+    );
 
     // Each pulled back through the replica that did not take it.
     for (repo, replica) in [("one", &deployment.b), ("two", &deployment.a)] {
@@ -450,16 +453,7 @@ async fn concurrent_pushes_of_one_image_through_both_replicas_keep_one_object_pe
     if !deployment.s3.is_local() {
         eprintln!("not counting objects: the S3 server is shared (BERTH_TEST_S3_ENDPOINT)");
     } else {
-        // The config and three layers: one object each, however many uploads raced.
-        let manifest: Value = serde_json::from_slice(
-            &std::fs::read(
-                src.join("blobs/sha256")
-                    .join(&tagged_digest(&src, "image")[7..]),
-            )
-            .expect("manifest"),
-        )
-        .expect("json");
-        let blobs = 1 + manifest["layers"].as_array().map_or(0, Vec::len);
+        // One object per blob, however many uploads raced.
         let objects = deployment.s3.object_keys("blobs/");
         assert_eq!(objects.len(), blobs, "{objects:?}");
         let staged = deployment.s3.object_keys("uploads/");

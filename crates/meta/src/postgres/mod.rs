@@ -71,12 +71,7 @@ impl PostgresMeta {
         let migrated = MIGRATOR.run(&migrate).await;
         migrate.close().await;
         migrated?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| unavailable(e, &options))?;
-        Ok(Self { pool })
+        Self::pool(options, max_connections).await
     }
 
     /// Connects to an up-to-date database without migrating it, for reading a registry that
@@ -85,6 +80,10 @@ impl PostgresMeta {
         probe::require_current(Self::probe(url).await?)?;
         let options =
             PgConnectOptions::from_str(url)?.options([("default_transaction_read_only", "on")]);
+        Self::pool(options, max_connections).await
+    }
+
+    async fn pool(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .connect_with(options.clone())

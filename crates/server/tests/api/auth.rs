@@ -719,18 +719,8 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
         StatusCode::OK
     );
     // The balancer ends TLS: the token realm follows its X-Forwarded-Proto.
-    let realm = |r: &reqwest::Response| header(r, "www-authenticate").to_string();
-    let r = app
-        .req(Method::GET, "/v2/")
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .expect("GET /v2/");
-    assert!(
-        realm(&r).starts_with("Bearer realm=\"https://"),
-        "{}",
-        realm(&r)
-    );
+    let realm = realm_when_forwarded_https(&app).await;
+    assert!(realm.starts_with("Bearer realm=\"https://"), "{realm}");
     // The audit log names the client, not the balancer.
     let (_, raw) = api(
         &app,
@@ -753,17 +743,19 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
         login_from(&app, "admin", ADMIN_PASSWORD, "198.51.100.99").await,
         StatusCode::TOO_MANY_REQUESTS
     );
+    let realm = realm_when_forwarded_https(&app).await;
+    assert!(realm.starts_with("Bearer realm=\"http://"), "{realm}");
+}
+
+/// The challenge of an anonymous `GET /v2/` that says `X-Forwarded-Proto: https`.
+async fn realm_when_forwarded_https(app: &TestApp) -> String {
     let r = app
         .req(Method::GET, "/v2/")
         .header("x-forwarded-proto", "https")
         .send()
         .await
         .expect("GET /v2/");
-    assert!(
-        realm(&r).starts_with("Bearer realm=\"http://"),
-        "{}",
-        realm(&r)
-    );
+    header(&r, "www-authenticate").to_string()
 }
 
 /// The events of `GET /api/v1/audit{query}` as `(actor, action, project, resource, detail)`.
