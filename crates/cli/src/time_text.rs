@@ -97,6 +97,25 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days * 86400 + h * 3600 + mi * 60 + sec - offset)
 }
 
+/// `90s`, `30m`, `24h`, `7d` (or plain seconds) as seconds.
+pub fn parse_age(text: &str) -> Result<u64, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |at| text.split_at(at));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 90s, 30m, 24h or 7d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: one of s, m, h, d")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod audit;
 mod blobs;
 mod error;
+pub mod fsck;
 mod listings;
 mod manifests;
 pub mod passwords;

@@ -8,6 +8,7 @@ mod client_addr;
 mod config;
 mod endpoint;
 mod error;
+pub mod fsck;
 mod jobs;
 mod login_limit;
 mod metrics;

@@ -24,8 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::ReaderStream;
 
 use crate::{
-    BlobKey, BlobReader, BlobRemover, BlobStore, ByteRange, ByteStream, Result, StorageError,
-    UploadState, UploadStore, UploadWriter,
+    BlobKey, BlobLister, BlobReader, BlobRemover, BlobStore, ByteRange, ByteStream, ObjectStream,
+    Result, StorageError, StoredObject, UploadState, UploadStore, UploadWriter,
 };
 
 const WRITE_BUFFER: usize = 1 << 20;
@@ -217,6 +217,53 @@ impl BlobRemover for FilesystemStore {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+#[async_trait]
+impl BlobLister for FilesystemStore {
+    /// Walks `blobs/<algorithm>/<2 hex>/<hex>`; anything else there is listed under its path
+    /// too (as an invalid key it is an orphan). Read in one pass off the async threads.
+    async fn list_blobs(&self) -> Result<ObjectStream> {
+        let root = self.root.clone();
+        let found = tokio::task::spawn_blocking(move || walk_blobs(&root))
+            .await
+            .map_err(|e| StorageError::Io(io::Error::other(e)))??;
+        Ok(Box::pin(futures_util::stream::iter(
+            found.into_iter().map(Ok),
+        )))
+    }
+}
+
+/// Every file under `root/blobs`, as stored objects.
+fn walk_blobs(root: &Path) -> Result<Vec<StoredObject>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.join("blobs")];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            let path = entry.path();
+            if meta.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let Ok(relative) = path.strip_prefix(root) else {
+                continue;
+            };
+            let key = relative.to_string_lossy().into_owned();
+            found.push(StoredObject {
+                key: BlobKey::parse(&key).unwrap_or(BlobKey(key)),
+                size: meta.len(),
+                modified: meta.modified()?,
+            });
+        }
+    }
+    Ok(found)
 }
 
 #[async_trait]

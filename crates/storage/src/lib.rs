@@ -3,7 +3,7 @@
 //! [`UploadStore::commit`], after the registry has verified the digest.
 //!
 //! The traits are split by role, as callers need them: reading ([`BlobReader`]), ingesting
-//! ([`UploadStore`]), deleting ([`BlobRemover`]); [`BlobStore`] is all of them plus a health
+//! ([`UploadStore`]), deleting ([`BlobRemover`]), listing ([`BlobLister`]); [`BlobStore`] is all of them plus a health
 //! check. Every backend passes [`testsuite::run`]: [`FilesystemStore`] (one machine) and
 //! [`S3Store`] (a bucket shared by any number of replicas).
 
@@ -166,8 +166,27 @@ pub trait BlobRemover: Send + Sync {
     async fn delete(&self, key: &BlobKey) -> Result<()>;
 }
 
+/// A blob object as the backend holds it, whatever the database says of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: BlobKey,
+    pub size: u64,
+    /// When it was last written.
+    pub modified: std::time::SystemTime,
+}
+
+/// A stream of the blob objects a backend holds.
+pub type ObjectStream = Pin<Box<dyn Stream<Item = Result<StoredObject>> + Send>>;
+
 #[async_trait]
-pub trait BlobStore: BlobReader + UploadStore + BlobRemover {
+pub trait BlobLister: Send + Sync {
+    /// Every committed blob object (not upload data), in no particular order: what `berth
+    /// fsck` compares with the database.
+    async fn list_blobs(&self) -> Result<ObjectStream>;
+}
+
+#[async_trait]
+pub trait BlobStore: BlobReader + UploadStore + BlobRemover + BlobLister {
     /// The backend is reachable and writable, with one small request (for `/readyz` and
     /// `berth serve --check-config`). A failure says why in words:
     /// [`StorageError::Unavailable`].

@@ -47,8 +47,8 @@ use object_store::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    BlobKey, BlobReader, BlobRemover, BlobStore, ByteRange, ByteStream, Result, StorageError,
-    UploadState, UploadStore, UploadWriter,
+    BlobKey, BlobLister, BlobReader, BlobRemover, BlobStore, ByteRange, ByteStream, ObjectStream,
+    Result, StorageError, StoredObject, UploadState, UploadStore, UploadWriter,
 };
 
 /// S3's smallest part, except for the last one.
@@ -675,6 +675,23 @@ impl BlobRemover for S3Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(backend(e)),
         }
+    }
+}
+
+#[async_trait]
+impl BlobLister for S3Store {
+    /// Lists `blobs/` (paged by the store, 1000 keys a request).
+    async fn list_blobs(&self) -> Result<ObjectStream> {
+        let listing = self.s3.list(Some(&Path::from("blobs"))).map(|meta| {
+            let meta = meta.map_err(backend)?;
+            let key = meta.location.to_string();
+            Ok(StoredObject {
+                key: BlobKey::parse(&key).unwrap_or(BlobKey(key)),
+                size: meta.size,
+                modified: meta.last_modified.into(),
+            })
+        });
+        Ok(Box::pin(listing))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use berth_oci::{Digest, DigestHasher};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::{BlobStore, ByteRange, ByteStream, StorageError, UploadState};
 
@@ -153,6 +153,7 @@ async fn empty_blob(store: &dyn BlobStore) {
 
 async fn delete_is_idempotent(store: &dyn BlobStore) {
     let id = new_id();
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
     let state = store.create_upload(&id).await.expect("create");
     let mut w = store.writer(&id, &state, 0).await.expect("writer");
     w.write(Bytes::from_static(b"to delete"))
@@ -163,8 +164,25 @@ async fn delete_is_idempotent(store: &dyn BlobStore) {
         .commit(&id, &state, &Digest::sha256_of(b"to delete"), 9)
         .await
         .expect("commit");
+    // Listed with its size once committed, not before or after.
+    let listed = |key: crate::BlobKey| async move {
+        let all: Vec<crate::StoredObject> = store
+            .list_blobs()
+            .await
+            .expect("list")
+            .try_collect()
+            .await
+            .expect("listing");
+        all.into_iter().find(|o| o.key == key)
+    };
+    let object = listed(key.clone())
+        .await
+        .expect("the committed blob is listed");
+    assert_eq!(object.size, 9);
+    assert!(object.modified > before, "{:?}", object.modified);
     store.delete(&key).await.expect("delete");
     store.delete(&key).await.expect("delete twice");
+    assert_eq!(listed(key.clone()).await, None);
     assert!(matches!(
         store.open(&key, None).await.err(),
         Some(StorageError::NotFound(_))

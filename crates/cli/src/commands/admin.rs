@@ -57,31 +57,12 @@ enum AdminCommand {
         #[arg(long)]
         project: Option<String>,
         /// Only events this recent: 90s, 30m, 24h, 7d
-        #[arg(long, value_parser = parse_age)]
+        #[arg(long, value_parser = crate::time_text::parse_age)]
         since: Option<u64>,
         /// At most this many events
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
-}
-
-/// `90s`, `30m`, `24h`, `7d` (or plain seconds) as seconds.
-fn parse_age(text: &str) -> Result<u64, String> {
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, ""), |at| text.split_at(at));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 90s, 30m, 24h or 7d"))?;
-    let scale = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("unknown unit {unit:?}: one of s, m, h, d")),
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 #[derive(clap::Subcommand)]
@@ -400,7 +381,7 @@ fn show(list: &Value, json: bool, columns: &[&str]) {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_age;
+    use crate::time_text::parse_age;
 
     #[test]
     fn ages() {

@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments and an `exec` that calls the libraries.
 
 mod admin;
+mod fsck;
 mod images;
 mod inspect;
 mod load;
@@ -50,6 +51,8 @@ pub enum Command {
     Signup(signup::Args),
     /// Copy a registry (accounts, blobs, manifests, tags) to other backends, resumably.
     Migrate(migrate::Args),
+    /// Check that storage holds every blob the registry's database records, and nothing else.
+    Fsck(fsck::Args),
 }
 
 #[derive(clap::Subcommand)]
@@ -80,6 +83,7 @@ pub fn exec(command: Command) -> anyhow::Result<ExitCode> {
         Command::Admin(args) => admin::exec(args),
         Command::Signup(args) => signup::exec(args),
         Command::Migrate(args) => migrate::exec(args),
+        Command::Fsck(args) => fsck::exec(args),
         Command::Login(args) => login::exec(args),
         Command::Logout(args) => logout::exec(args),
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull::exec(args),

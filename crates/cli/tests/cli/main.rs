@@ -7,6 +7,7 @@ mod harness;
 
 mod client;
 mod crash;
+mod fsck;
 mod interop;
 mod migrate;
 mod real_clients;

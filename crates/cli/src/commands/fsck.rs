@@ -1,0 +1,102 @@
+//! `berth fsck`: check that storage holds every blob the database records, and nothing else
+//! (see `berth_registry::fsck`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_server::Config;
+use berth_server::fsck::{FsckOptions, FsckReport};
+
+use crate::time_text::{human_duration, human_size};
+
+/// Options of `berth fsck`.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Reads, never writes: safe while `berth serve` runs on the same data. \
+                  Exits 0 when every recorded blob is in storage with its size (and, with \
+                  --verify-digests, its digest) and every stored object is recorded; 1 with \
+                  a report otherwise.\n\n\
+                  Examples:\n  berth fsck --data-dir /var/lib/berth\n  \
+                  berth fsck --config /etc/berth/replica.toml --verify-digests --json"
+)]
+pub struct Args {
+    /// The registry's configuration file (BERTH_* variables apply, as for `berth serve`)
+    #[arg(long, value_name = "FILE", env = "BERTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// The embedded registry (filesystem + SQLite) in this data directory
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    data_dir: Option<PathBuf>,
+    /// Re-hash every blob (reads every byte)
+    #[arg(long)]
+    verify_digests: bool,
+    /// Stored objects younger than this, not yet recorded, are uploads being committed: not
+    /// reported as orphans
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::time_text::parse_age)]
+    grace: u64,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let options = FsckOptions {
+        verify_digests: args.verify_digests,
+        grace: Duration::from_secs(args.grace),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(berth_server::fsck::fsck(&config, &options))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, &options);
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_report(r: &FsckReport, options: &FsckOptions) {
+    let verified = if options.verify_digests {
+        format!(", {} re-hashed", r.verified)
+    } else {
+        String::new()
+    };
+    println!(
+        "blobs: {} recorded ({}){verified}",
+        r.blobs,
+        human_size(r.bytes)
+    );
+    for f in &r.faults {
+        println!("fault: {} at {}: {}", f.digest, f.key, f.problem);
+    }
+    for o in &r.orphans {
+        println!(
+            "orphan: {} ({}), recorded by no blob",
+            o.key,
+            human_size(o.size)
+        );
+    }
+    if r.recent > 0 {
+        println!(
+            "{} unrecorded object(s) younger than {}: uploads being committed, not counted",
+            r.recent,
+            human_duration(options.grace.as_secs())
+        );
+    }
+    if r.is_clean() {
+        println!("clean");
+    } else {
+        println!("{} fault(s), {} orphan(s)", r.faults.len(), r.orphans.len());
+    }
+}

@@ -1,0 +1,175 @@
+//! `berth fsck` with the real binary, beside a running `berth serve`: clean after pushes; then
+//! a blob with other bytes (found only with `--verify-digests`), a truncated one, a missing one,
+//! and objects no row records (orphans, or recent ones within the grace period), each named in
+//! the report and in the exit code. On the embedded backends, and on PostgreSQL + S3.
+
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use berth_testkit::postgres::TestDatabase;
+use berth_testkit::s3::{S3Server, http};
+use serde_json::Value;
+
+use crate::common::*;
+use crate::harness::text;
+
+fn fsck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("fsck")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run berth fsck")
+}
+
+/// The JSON report, and whether the run exited 0.
+fn report(args: &[&str]) -> (Value, bool) {
+    let out = fsck(&[args, &["--json"]].concat());
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not a JSON report ({e}): {}", text(&out)));
+    (report, out.status.success())
+}
+
+/// The problems reported for `digest`.
+fn faults_of(report: &Value, digest: &str) -> Vec<String> {
+    report["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .filter(|f| f["digest"] == digest)
+        .map(|f| f["problem"].as_str().expect("problem").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fsck_finds_damaged_missing_and_unrecorded_blobs_on_the_embedded_backends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let blobs: Vec<Vec<u8>> = (1..=4)
+        .map(|seed| noise(seed, 100_000 + seed as usize))
+        .collect();
+    let mut digests = Vec::new();
+    for blob in &blobs {
+        digests.push(push_blob(&server.base, "fsck/app", blob).await);
+    }
+    let data_arg = data.display().to_string();
+    let out = fsck(&["--data-dir", &data_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("blobs: 4 recorded"), "{}", text(&out));
+    assert!(text(&out).contains("clean"), "{}", text(&out));
+
+    let file = |digest: &str| {
+        let hex = &digest["sha256:".len()..];
+        data.join("blobs/sha256").join(&hex[..2]).join(hex)
+    };
+    // Other bytes of the same size: only re-hashing sees it.
+    let mut bytes = blobs[0].clone();
+    bytes[500] ^= 0xff;
+    std::fs::write(file(&digests[0]), &bytes).expect("damage");
+    let (r, clean) = report(&["--data-dir", &data_arg]);
+    assert!(clean, "{r}");
+    let (r, clean) = report(&["--data-dir", &data_arg, "--verify-digests"]);
+    assert!(!clean);
+    assert_eq!(r["verified"], 4, "{r}");
+    let found = faults_of(&r, &digests[0]);
+    assert!(found[0].contains("hash to sha256:"), "{found:?}");
+    // Truncated, and gone.
+    std::fs::write(file(&digests[1]), &blobs[1][..10]).expect("truncate");
+    std::fs::remove_file(file(&digests[2])).expect("remove");
+    // Files no row records: an old one is an orphan, a new one an upload being committed.
+    let orphan = data.join("blobs/sha256/ab").join("ab".repeat(32));
+    std::fs::create_dir_all(orphan.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&orphan, b"left behind").expect("orphan");
+    std::fs::File::options()
+        .write(true)
+        .open(&orphan)
+        .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(3 * 3600)))
+        .expect("age the orphan");
+    let recent = data.join("blobs/sha256/cd").join("cd".repeat(32));
+    std::fs::create_dir_all(recent.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&recent, b"being committed").expect("recent");
+
+    let out = fsck(&["--data-dir", &data_arg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    for expected in [
+        format!("{} at", digests[1]),
+        "storage holds 10 bytes, the database records 100002".to_string(),
+        format!("{} at", digests[2]),
+        "missing from storage".to_string(),
+        format!("orphan: blobs/sha256/ab/{}", "ab".repeat(32)),
+        "1 unrecorded object(s) younger than".to_string(),
+        "2 fault(s), 1 orphan(s)".to_string(),
+    ] {
+        assert!(said.contains(&expected), "{expected:?} not in:\n{said}");
+    }
+    let (r, _) = report(&["--data-dir", &data_arg, "--grace", "0s"]);
+    assert_eq!(r["orphans"].as_array().map(Vec::len), Some(2), "{r}");
+    assert_eq!(r["recent"], 0, "{r}");
+    // The registry kept serving, and fsck changed nothing.
+    let r = client()
+        .get(format!("{}/v2/fsck/app/blobs/{}", server.base, digests[3]))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.bytes().await.expect("body"), blobs[3]);
+    assert!(orphan.exists() && recent.exists());
+    // Not a data directory: said so.
+    let out = fsck(&[
+        "--data-dir",
+        &dir.path().join("nowhere").display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("no registry database at"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fsck_on_postgres_and_s3() {
+    if !backends_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = TestDatabase::create().await;
+    let s3 = S3Server::start();
+    let config = scaled_config(dir.path(), &db, &s3).display().to_string();
+    let server = Server::start_with_args(&dir.path().join("data"), &["--config", &config], &[]);
+    let mut digests = Vec::new();
+    for seed in 1..=3 {
+        digests.push(push_blob(&server.base, "fsck/app", &noise(seed, 50_000)).await);
+    }
+    let (r, clean) = report(&["--config", &config, "--verify-digests"]);
+    assert!(clean, "{r}");
+    assert_eq!(
+        (r["blobs"].as_u64(), r["verified"].as_u64()),
+        (Some(3), Some(3))
+    );
+    if !s3.is_local() {
+        eprintln!("not damaging objects: the S3 server is shared (BERTH_TEST_S3_ENDPOINT)");
+        return;
+    }
+    // One object deleted behind berth's back, one put there that no row records (moto takes
+    // unsigned requests).
+    let keys = s3.object_keys("blobs/");
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    let (status, _) = http(
+        s3.address(),
+        "DELETE",
+        &format!("/{}/{}", s3.bucket, keys[0]),
+    );
+    assert_eq!(status, 204);
+    let (status, _) = http(s3.address(), "PUT", &format!("/{}/blobs/stray", s3.bucket));
+    assert_eq!(status, 200);
+    let (r, clean) = report(&["--config", &config, "--grace", "0s"]);
+    assert!(!clean);
+    let faults = r["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 1, "{r}");
+    assert_eq!(faults[0]["key"], keys[0].as_str());
+    assert_eq!(faults[0]["problem"], "missing from storage");
+    assert_eq!(r["orphans"][0]["key"], "blobs/stray", "{r}");
+    drop(server);
+}

@@ -1,0 +1,163 @@
+//! `berth fsck`: does storage hold what the database says, byte for byte? Every blob the
+//! database records must exist in storage with its size (and, with `verify_digests`, hash to
+//! its digest); every blob object in storage should be recorded. It reads and never writes, so
+//! it is safe while `berth serve` runs on the same backends.
+//!
+//! Why a serving registry gives no false alarms: a blob's object is written before its row is
+//! committed (filesystem: rename, then insert; S3: complete, then insert), and rows are read
+//! before objects are listed, so every row read has its object by the time of the listing. The
+//! other way, an object whose row is about to be committed looks unrecorded: objects written
+//! within `grace` are therefore only counted (`recent`), not reported as orphans.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use berth_meta::MetaStore;
+use berth_oci::{Digest, DigestHasher};
+use berth_storage::{BlobKey, BlobStore};
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::Result;
+
+/// Rows read from the database per query.
+const PAGE: u32 = 1000;
+
+#[derive(Clone, Debug)]
+pub struct FsckOptions {
+    /// Re-hash every blob (reads all the bytes).
+    pub verify_digests: bool,
+    /// Unrecorded objects younger than this are uploads being committed, not orphans.
+    pub grace: Duration,
+}
+
+impl Default for FsckOptions {
+    fn default() -> Self {
+        Self {
+            verify_digests: false,
+            grace: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// A recorded blob that storage does not hold as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BlobFault {
+    pub digest: Digest,
+    pub key: String,
+    /// The size the database records.
+    pub size: u64,
+    /// What is wrong, in words.
+    pub problem: String,
+}
+
+/// An object in storage that no blob row names.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Orphan {
+    pub key: String,
+    pub size: u64,
+}
+
+/// What [`fsck`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FsckReport {
+    /// Blob rows checked, and the bytes they record.
+    pub blobs: u64,
+    pub bytes: u64,
+    /// Blobs re-hashed (with `verify_digests`).
+    pub verified: u64,
+    /// Rows whose object is missing, has another size, or (verified) other bytes.
+    pub faults: Vec<BlobFault>,
+    /// Unrecorded objects older than the grace period.
+    pub orphans: Vec<Orphan>,
+    /// Unrecorded objects within the grace period (uploads being committed), not faults.
+    pub recent: u64,
+}
+
+impl FsckReport {
+    /// Nothing is wrong: every blob is whole and every object recorded.
+    pub fn is_clean(&self) -> bool {
+        self.faults.is_empty() && self.orphans.is_empty()
+    }
+}
+
+/// Compares the blob rows of `meta` with the objects of `blobs`; see the module documentation.
+pub async fn fsck(
+    meta: &dyn MetaStore,
+    blobs: &dyn BlobStore,
+    options: &FsckOptions,
+) -> Result<FsckReport> {
+    let mut report = FsckReport::default();
+    // Rows first (see the module documentation), by storage key.
+    let mut recorded: HashMap<String, (Digest, u64)> = HashMap::new();
+    let mut last: Option<Digest> = None;
+    loop {
+        let page = meta.all_blobs(last.as_ref(), PAGE).await?;
+        for blob in &page.items {
+            report.blobs += 1;
+            report.bytes += blob.size;
+            recorded.insert(blob.storage_key.clone(), (blob.digest.clone(), blob.size));
+        }
+        last = page.items.last().map(|b| b.digest.clone());
+        if !page.more {
+            break;
+        }
+    }
+    let recent_since = SystemTime::now()
+        .checked_sub(options.grace)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut objects = blobs.list_blobs().await?;
+    while let Some(object) = objects.try_next().await? {
+        let Some((digest, size)) = recorded.remove(object.key.as_str()) else {
+            if object.modified >= recent_since {
+                report.recent += 1;
+            } else {
+                report.orphans.push(Orphan {
+                    key: object.key.as_str().to_string(),
+                    size: object.size,
+                });
+            }
+            continue;
+        };
+        let fault = |problem: String| BlobFault {
+            digest: digest.clone(),
+            key: object.key.as_str().to_string(),
+            size,
+            problem,
+        };
+        if object.size != size {
+            report.faults.push(fault(format!(
+                "storage holds {} bytes, the database records {size}",
+                object.size
+            )));
+        } else if options.verify_digests {
+            report.verified += 1;
+            let actual = hash(blobs, &object.key).await?;
+            if actual != digest {
+                report
+                    .faults
+                    .push(fault(format!("the stored bytes hash to {actual}")));
+            }
+        }
+    }
+    for (key, (digest, size)) in recorded {
+        report.faults.push(BlobFault {
+            digest,
+            key,
+            size,
+            problem: "missing from storage".into(),
+        });
+    }
+    report.faults.sort_by_key(|f| f.digest.to_string());
+    report.orphans.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(report)
+}
+
+/// The digest of the stored bytes, streamed.
+async fn hash(blobs: &dyn BlobStore, key: &BlobKey) -> Result<Digest> {
+    let mut hasher = DigestHasher::new();
+    let mut stream = blobs.open(key, None).await?;
+    while let Some(chunk) = stream.next().await {
+        hasher.update(&chunk.map_err(berth_storage::StorageError::Io)?);
+    }
+    Ok(hasher.finish())
+}
