@@ -70,15 +70,7 @@ impl Backend for S3Server {
 
 /// Bytes without a short period, so a part stored at the wrong place cannot go unnoticed.
 fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    berth_testkit::noise(seed, len)
 }
 
 fn new_id() -> String {

@@ -202,24 +202,27 @@ pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
-/// Deterministic pseudo-random bytes.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+pub use berth_testkit::noise;
 
 pub fn client() -> reqwest::Client {
     // The berth client links reqwest without a default TLS crypto provider; tests share that
     // build of reqwest, so they install the same one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
+}
+
+/// An access token from `base`'s token endpoint for `scope` (`repository:team/app:pull`),
+/// asked with Basic credentials.
+pub async fn token_for(base: &str, scope: &str, user: &str, password: &str) -> String {
+    let r = client()
+        .get(format!("{base}/auth/token?service=berth&scope={scope}"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(r.status(), 200, "token for {user}");
+    let body: Value = r.json().await.expect("token json");
+    body["token"].as_str().expect("token").to_string()
 }
 
 /// Pushes a blob in one request.

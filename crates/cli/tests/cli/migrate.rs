@@ -267,17 +267,7 @@ async fn check_registry(base: &str, pushed: &Pushed, source_token: &str) {
 }
 
 async fn bob_token(base: &str) -> String {
-    let r = request(
-        reqwest::Method::GET,
-        format!("{base}/auth/token?service=berth&scope=repository:team/app:pull"),
-        Some(("bob", "bob-pw-12")),
-    )
-    .send()
-    .await
-    .expect("token");
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.expect("json");
-    body["token"].as_str().expect("token").to_string()
+    token_for(base, "repository:team/app:pull", "bob", "bob-pw-12").await
 }
 
 fn migrate(args: &[&str]) -> Output {

@@ -99,18 +99,8 @@ fn socket(server: &Server) -> SocketAddr {
 
 /// A pull token for `repository` from `server`'s token endpoint.
 async fn pull_token(server: &Server, repository: &str) -> String {
-    let r = client()
-        .get(format!(
-            "{}/auth/token?service=berth&scope=repository:{repository}:pull",
-            server.base
-        ))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .expect("token request");
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.expect("token json");
-    body["token"].as_str().expect("token").to_string()
+    let scope = format!("repository:{repository}:pull");
+    token_for(&server.base, &scope, "admin", ADMIN_PASSWORD).await
 }
 
 /// `method` requests on `route` (`upload_start`, `upload`, ...) that `server` answered with

@@ -15,15 +15,7 @@ fn replica(app: &TestApp, i: usize) -> String {
 
 /// Data that does not compress and is not all one byte: `len` bytes from a seed.
 fn data(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = u32::from(seed) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    berth_testkit::noise(u64::from(seed), len)
 }
 
 #[tokio::test(flavor = "multi_thread")]
