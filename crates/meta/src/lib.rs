@@ -6,6 +6,7 @@
 
 mod accounts;
 mod audit;
+mod gc;
 mod inventory;
 mod jobs;
 mod postgres;
@@ -23,6 +24,7 @@ pub use accounts::{
     Accounts, ProjectRecord, RobotPermission, RobotRecord, Role, UnknownRole, UserRecord,
 };
 pub use audit::{AuditEvent, AuditLog, AuditQuery, AuditRecord};
+pub use gc::{Collector, GcBlob, GcLink, GcManifest, GcReference, GcSnapshot};
 pub use inventory::Inventory;
 pub use jobs::{Job, JobLock, Jobs};
 pub use postgres::PostgresMeta;
@@ -189,6 +191,7 @@ pub trait MetaStore:
     + Accounts
     + AuditLog
     + Inventory
+    + Collector
     + Jobs
     + LoginThrottle
 {

@@ -51,6 +51,7 @@ pub async fn run(meta: &dyn MetaStore) {
     accounts(meta).await;
     audit_log(meta).await;
     inventory(meta).await;
+    collector(meta).await;
 }
 
 async fn blobs_are_per_repository(meta: &dyn MetaStore) {
@@ -830,4 +831,141 @@ async fn login_throttle(meta: &dyn MetaStore) {
             .expect("delete");
     }
     assert!(meta.throttle_records(&keys).await.expect("read").is_empty());
+}
+
+/// Garbage collection's deletions re-check everything: a tagged, young, listed or subject
+/// manifest stays; a referenced or young link stays; a linked or young blob stays.
+async fn collector(meta: &dyn MetaStore) {
+    let r = repo("suite/gc");
+    let (kept, loose) = (blob(b"gc kept layer"), blob(b"gc loose layer"));
+    for b in [&kept, &loose] {
+        meta.add_blob(&r, b).await.expect("add");
+    }
+    let image = manifest(b"gc image", &[&kept], &[]);
+    meta.put_manifest(&r, &image).await.expect("image");
+    let mut index = manifest(b"gc index", &[], &[]);
+    index.manifests = vec![image.digest.clone()];
+    meta.put_manifest(&r, &index).await.expect("index");
+    let tagged = manifest(b"gc tagged", &[&kept], &["v1"]);
+    meta.put_manifest(&r, &tagged).await.expect("tagged");
+    let mut signature = manifest(b"gc signature", &[], &[]);
+    signature.subject = Some(tagged.digest.clone());
+    meta.put_manifest(&r, &signature).await.expect("signature");
+
+    let snapshot = meta.gc_snapshot().await.expect("snapshot");
+    let (repo_id, _) = snapshot
+        .repositories
+        .iter()
+        .find(|(_, name)| name == "suite/gc")
+        .expect("repository listed")
+        .clone();
+    let id = |digest: &Digest| {
+        snapshot
+            .manifests
+            .iter()
+            .find(|m| m.repository_id == repo_id && &m.digest == digest)
+            .expect("manifest listed")
+            .clone()
+    };
+    let (image_row, index_row, tagged_row, signature_row) = (
+        id(&image.digest),
+        id(&index.digest),
+        id(&tagged.digest),
+        id(&signature.digest),
+    );
+    assert_eq!((tagged_row.tags, image_row.tags), (1, 0));
+    assert_eq!(signature_row.subject, Some(tagged.digest.clone()));
+    assert_eq!(image_row.size, b"gc image".len() as u64);
+    assert!(
+        snapshot
+            .references
+            .iter()
+            .any(|x| x.manifest_id == index_row.id && x.manifest && x.digest == image.digest)
+    );
+    assert!(
+        snapshot
+            .links
+            .iter()
+            .any(|l| l.repository_id == repo_id && l.digest == loose.digest)
+    );
+    assert!(snapshot.blobs.iter().any(|b| b.record == loose));
+
+    let now = crate::unix_now();
+    let (past, future) = (now - 3600, now + 3600);
+    let all = [image_row.id, index_row.id, tagged_row.id, signature_row.id];
+    assert_eq!(
+        meta.sweep_manifests(&all, past).await.expect("young"),
+        Vec::<i64>::new()
+    );
+    // The image is listed by the index: it stays until the index has gone, earlier in the
+    // same sweep. The tagged manifest stays, and so does the signature's subject.
+    assert_eq!(
+        meta.sweep_manifests(&[image_row.id, tagged_row.id], future)
+            .await
+            .expect("sweep"),
+        Vec::<i64>::new()
+    );
+    // In one sweep, in the order given: the image, still listed, stays; the index goes; the
+    // signature stays while its subject exists. A second sweep takes the image, now listed by
+    // nothing.
+    assert_eq!(
+        meta.sweep_manifests(&all, future).await.expect("sweep"),
+        vec![index_row.id]
+    );
+    assert_eq!(
+        meta.sweep_manifests(&[image_row.id, tagged_row.id], future)
+            .await
+            .expect("sweep"),
+        vec![image_row.id]
+    );
+    assert!(
+        meta.manifest(&r, &index.digest)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        meta.manifest(&r, &tagged.digest)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    assert!(
+        meta.manifest(&r, &signature.digest)
+            .await
+            .expect("get")
+            .is_some()
+    );
+
+    let links = [
+        (repo_id, kept.digest.clone()),
+        (repo_id, loose.digest.clone()),
+    ];
+    assert_eq!(meta.sweep_links(&links, past).await.expect("young"), 0);
+    assert_eq!(meta.sweep_links(&links, future).await.expect("sweep"), 1);
+    assert!(
+        meta.repository_blob(&r, &loose.digest)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        meta.repository_blob(&r, &kept.digest)
+            .await
+            .expect("get")
+            .is_some()
+    );
+
+    let digests = [kept.digest.clone(), loose.digest.clone()];
+    assert_eq!(
+        meta.sweep_blobs(&digests, past).await.expect("young"),
+        Vec::new()
+    );
+    assert_eq!(
+        meta.sweep_blobs(&digests, future).await.expect("sweep"),
+        vec![loose.clone()]
+    );
+    assert_eq!(meta.blob(&loose.digest).await.expect("get"), None);
+    // A blob swept is added again by the next upload of its bytes.
+    assert_eq!(meta.add_blob(&r, &loose).await.expect("again"), loose);
 }

@@ -7,11 +7,16 @@
 //! └── blobs/
 //!     └── sha256/
 //!         └── <first 2 hex>/
-//!             └── <64 hex>      a verified blob, renamed here from uploads/ at commit
+//!             └── <64 hex>-<session id>   a verified blob, renamed here from uploads/ at commit
 //! ```
 //!
 //! A blob appears under `blobs/` only by `rename()` of a complete, fsynced upload file, so a
 //! crash at any moment leaves either no blob or the whole blob.
+//!
+//! Each commit gets a key of its own (the digest, then the upload session's id), as on S3:
+//! garbage collection deletes an object by key, so the object it removes can never be one
+//! that a concurrent upload of the same bytes has just committed and is about to record.
+//! Stores written before this have keys `<64 hex>` without the suffix; they are read alike.
 
 use std::io::{self, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -89,13 +94,15 @@ impl FilesystemStore {
         self.root.join(key.as_str())
     }
 
-    fn key_for(digest: &Digest) -> Result<BlobKey> {
+    /// The key of the blob `digest` committed from upload session `id`.
+    fn key_for(digest: &Digest, id: &str) -> Result<BlobKey> {
         let hex = digest.hex();
         BlobKey::parse(&format!(
-            "blobs/{}/{}/{}",
+            "blobs/{}/{}/{}-{}",
             digest.algorithm().as_str(),
             &hex[..2],
-            hex
+            hex,
+            id.to_ascii_lowercase()
         ))
     }
 }
@@ -186,14 +193,12 @@ impl UploadStore for FilesystemStore {
         file.sync_all().await?;
         drop(file);
 
-        let key = Self::key_for(digest)?;
+        let key = Self::key_for(digest, id)?;
         let target = self.blob_path(&key);
         let dir = target
             .parent()
             .ok_or_else(|| StorageError::InvalidKey(key.as_str().to_string()))?;
         fs::create_dir_all(dir).await?;
-        // Content-addressed: if the blob exists already, the new copy is identical and replacing
-        // it atomically is harmless.
         fs::rename(&upload, &target).await?;
         sync_dir(dir).await?;
         Ok(key)

@@ -60,13 +60,15 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 pub struct BlobKey(String);
 
 impl BlobKey {
-    /// Accepts only keys this crate could have produced: `[a-z0-9]` components joined by `/`.
+    /// Accepts only keys this crate could have produced: components of `[a-z0-9-]`, not
+    /// starting with `-`, joined by `/` (so no `.`, `..` or absolute path).
     pub fn parse(key: &str) -> Result<BlobKey> {
         let ok = !key.is_empty()
             && key.split('/').all(|c| {
                 !c.is_empty()
+                    && !c.starts_with('-')
                     && c.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             });
         if ok {
             Ok(BlobKey(key.to_string()))

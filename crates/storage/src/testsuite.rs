@@ -33,6 +33,7 @@ pub async fn run(store: &dyn BlobStore) {
     abort_removes_upload(store).await;
     empty_blob(store).await;
     delete_is_idempotent(store).await;
+    commits_of_one_digest_are_separate(store).await;
     last_request_ends_the_upload(store).await;
     closing_request_can_be_retried_or_aborted(store).await;
 }
@@ -187,6 +188,35 @@ async fn delete_is_idempotent(store: &dyn BlobStore) {
         store.open(&key, None).await.err(),
         Some(StorageError::NotFound(_))
     ));
+}
+
+/// Two uploads of the same bytes commit to two keys: deleting one (what garbage collection
+/// does to the blob the database forgot) leaves the other, which a concurrent upload may have
+/// just committed, whole.
+async fn commits_of_one_digest_are_separate(store: &dyn BlobStore) {
+    let data = b"the same bytes twice";
+    let digest = Digest::sha256_of(data);
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let id = new_id();
+        let state = store.create_upload(&id).await.expect("create");
+        let mut w = store.writer(&id, &state, 0).await.expect("writer");
+        w.write(Bytes::from_static(data)).await.expect("write");
+        let state = w.finish().await.expect("finish");
+        keys.push(
+            store
+                .commit(&id, &state, &digest, data.len() as u64)
+                .await
+                .expect("commit"),
+        );
+    }
+    assert_ne!(keys[0], keys[1]);
+    store.delete(&keys[0]).await.expect("delete");
+    assert_eq!(
+        collect(store.open(&keys[1], None).await.expect("open")).await,
+        data
+    );
+    store.delete(&keys[1]).await.expect("delete");
 }
 
 /// Bytes without a short period: long enough to span parts of S3's smallest size, so a

@@ -59,9 +59,20 @@ async fn fsck_finds_damaged_missing_and_unrecorded_blobs_on_the_embedded_backend
     assert!(text(&out).contains("blobs: 4 recorded"), "{}", text(&out));
     assert!(text(&out).contains("clean"), "{}", text(&out));
 
+    // The blob's one file: its name is the digest, then the upload session.
     let file = |digest: &str| {
         let hex = &digest["sha256:".len()..];
-        data.join("blobs/sha256").join(&hex[..2]).join(hex)
+        let dir = data.join("blobs/sha256").join(&hex[..2]);
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .expect("blob directory")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(hex))
+            })
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        names.remove(0)
     };
     // Other bytes of the same size: only re-hashing sees it.
     let mut bytes = blobs[0].clone();

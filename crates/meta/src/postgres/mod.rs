@@ -108,6 +108,14 @@ impl PostgresMeta {
         Ok(self.pool.begin_with(BEGIN).await?)
     }
 
+    /// A read-only transaction whose statements all see one snapshot.
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?)
+    }
+
     /// The repository's id, creating the repository if needed.
     ///
     /// SQLite: one upsert (`DO UPDATE ... RETURNING id`), serialized by its single writer.
@@ -209,24 +217,23 @@ impl BlobIndex for PostgresMeta {
         let mut tx = self.begin().await?;
         let repo = Self::repository_id(&mut tx, repository).await?;
         // Replicas adding the same digest at once: the unique key makes the later ones wait
-        // for the first insert and then do nothing; the SELECT below, a new statement at READ
-        // COMMITTED, then reads the winner's row, so every caller returns the one record in
-        // force (SQLite: no concurrent insert was possible).
-        sqlx::query(
+        // for the first insert and then take the conflict branch, which returns the winner's
+        // row, so every caller returns the one record in force (SQLite: no concurrent insert
+        // was possible). The no-op update locks that row until the link below is in: garbage
+        // collection, which deletes a blob row only when no link names it, skips a locked row,
+        // and one it deleted first is simply inserted again here.
+        let row = sqlx::query(
             "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (digest) DO NOTHING",
+             ON CONFLICT (digest) DO UPDATE SET size = blobs.size
+             RETURNING digest, size, storage_key",
         )
         .bind(blob.digest.to_string())
         .bind(blob.size as i64)
         .bind(&blob.storage_key)
         .bind(now())
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         Self::grant(&mut tx, repo, &blob.digest).await?;
-        let row = sqlx::query("SELECT digest, size, storage_key FROM blobs WHERE digest = $1")
-            .bind(blob.digest.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
         let record = blob_record(&row)?;
         tx.commit().await?;
         Ok(record)

@@ -10,3 +10,13 @@ crate::throttle::impl_login_throttle!(
     write = pool,
     serialize = "SELECT pg_advisory_xact_lock(1650553460, hashtext($1))"
 );
+
+crate::gc::impl_collector!(
+    PostgresMeta,
+    snapshot = begin_snapshot,
+    write = begin,
+    lock_manifest = "SELECT 1 FROM manifests WHERE id = $1 FOR UPDATE SKIP LOCKED",
+    lock_link = "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2
+                 FOR UPDATE SKIP LOCKED",
+    lock_blob = "SELECT 1 FROM blobs WHERE digest = $1 FOR UPDATE SKIP LOCKED",
+);

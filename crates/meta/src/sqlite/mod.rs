@@ -100,6 +100,17 @@ impl SqliteMeta {
         probe::compare(&MIGRATOR, &applied?)
     }
 
+    /// A write transaction: takes the database's write lock at once, so its reads and writes
+    /// cannot interleave with any other writer, in this process or another.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// A read transaction: every statement in it sees the database as of its first read.
+    async fn begin_snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.read.begin().await?)
+    }
+
     async fn repository_id(
         tx: &mut sqlx::SqliteConnection,
         repository: &Repository,

@@ -5,3 +5,12 @@ use super::SqliteMeta;
 crate::uploads::impl_upload_sessions!(SqliteMeta, read = read, write = write);
 
 crate::throttle::impl_login_throttle!(SqliteMeta, read = read, write = write, serialize = "");
+
+crate::gc::impl_collector!(
+    SqliteMeta,
+    snapshot = begin_snapshot,
+    write = begin_write,
+    lock_manifest = "",
+    lock_link = "",
+    lock_blob = "",
+);
