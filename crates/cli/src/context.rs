@@ -95,6 +95,29 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Which registry an offline command (`berth fsck`, `berth gc`) works on: its configuration
+/// file, or the data directory of an embedded one.
+#[derive(clap::Args)]
+pub struct RegistryLocation {
+    /// The registry's configuration file (BERTH_* variables apply, as for `berth serve`)
+    #[arg(long, value_name = "FILE", env = "BERTH_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// The embedded registry (filesystem + SQLite) in this data directory
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    data_dir: Option<std::path::PathBuf>,
+}
+
+impl RegistryLocation {
+    /// The configuration `berth serve` would run this registry with.
+    pub fn config(self) -> anyhow::Result<berth_server::Config> {
+        let mut config = berth_server::Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        Ok(config)
+    }
+}
+
 /// The flags `pull` and `push` share.
 #[derive(clap::Args)]
 pub struct TransferFlags {

@@ -26,7 +26,8 @@ fn system_admin(who: &Principal) -> bool {
     )
 }
 
-fn require_system_admin(who: &Principal) -> Result<()> {
+/// Refuses anyone but a system administrator (`Denied`).
+pub fn require_system_admin(who: &Principal) -> Result<()> {
     if system_admin(who) {
         Ok(())
     } else {

@@ -35,10 +35,12 @@ pub enum AuditAction {
     RobotDisable,
     RobotEnable,
     RobotDelete,
+    /// A garbage collection run, with what it freed.
+    GarbageCollection,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 18] = [
+    pub const ALL: [AuditAction; 19] = [
         AuditAction::Push,
         AuditAction::DeleteTag,
         AuditAction::DeleteManifest,
@@ -57,6 +59,7 @@ impl AuditAction {
         AuditAction::RobotDisable,
         AuditAction::RobotEnable,
         AuditAction::RobotDelete,
+        AuditAction::GarbageCollection,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl AuditAction {
             AuditAction::RobotDisable => "robot.disable",
             AuditAction::RobotEnable => "robot.enable",
             AuditAction::RobotDelete => "robot.delete",
+            AuditAction::GarbageCollection => "gc",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod audit;
 mod blobs;
 mod error;
 pub mod fsck;
+pub mod gc;
 mod listings;
 mod manifests;
 pub mod passwords;

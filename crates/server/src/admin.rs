@@ -48,6 +48,7 @@ const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         (name = "members", description = "Roles in a project"),
         (name = "robots", description = "Robot accounts for CI"),
         (name = "audit", description = "Who did what, when, from where"),
+        (name = "lifecycle", description = "Garbage collection, quotas and storage usage"),
     )
 )]
 struct ApiDoc;
@@ -87,6 +88,7 @@ fn api() -> OpenApiRouter<App> {
         .routes(routes!(robots, create_robot))
         .routes(routes!(update_robot, delete_robot))
         .routes(routes!(audit_events))
+        .routes(routes!(collect_garbage))
         .routes(routes!(signup))
 }
 
@@ -786,6 +788,62 @@ async fn signup(State(app): State<App>, peer: Peer, bytes: axum::body::Bytes) ->
         name: s.name,
         public,
     }))
+}
+
+// ---- Lifecycle ----------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+struct GcRequest {
+    /// Report what would go; delete nothing.
+    dry_run: bool,
+    /// Also collect untagged manifests (not those an index lists or a referrer names).
+    delete_untagged: bool,
+    /// Content younger than this many seconds is kept [default: `[gc] grace_secs`].
+    grace_secs: Option<u64>,
+}
+
+/// Collect garbage now (system administrators). Answers when the collection is over, with
+/// its report: `manifests` (repository and digest of each deleted), `links_removed`,
+/// `blobs_deleted`, `bytes_freed`, `kept_in_use` (garbage a concurrent push took back),
+/// `objects_failed`, `seconds`, `blobs_per_second`, `objects_per_second`.
+#[utoipa::path(post, path = "/api/v1/gc", tag = "lifecycle", request_body = GcRequest,
+    responses((status = 200, description = "The collection's report", body = Object),
+              (status = 400, body = Errors), (status = 401, body = Errors),
+              (status = 403, body = Errors),
+              (status = 409, description = "A collection is running elsewhere", body = Errors)))]
+async fn collect_garbage(
+    State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
+    berth_registry::admin::require_system_admin(&who)?;
+    let request: GcRequest = if bytes.is_empty() {
+        GcRequest::default()
+    } else {
+        body(&bytes)?
+    };
+    let options = crate::gc::GcOptions {
+        grace: std::time::Duration::from_secs(
+            request.grace_secs.unwrap_or(app.config().gc.grace_secs),
+        ),
+        delete_untagged: request.delete_untagged,
+        dry_run: request.dry_run,
+    };
+    match app
+        .collect_garbage(&options, crate::gc::Trigger::Api, &actor_name(&who))
+        .await?
+    {
+        Some(report) => Ok(ok(report)),
+        None => Err(ApiError::Registry(berth_registry::Error::Meta(
+            berth_meta::MetaError::Conflict(
+                "a garbage collection is running (another replica, `berth gc`, or the schedule)"
+                    .into(),
+            ),
+        ))),
+    }
 }
 
 // ---- Audit log --------------------------------------------------------------------------

@@ -39,6 +39,33 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Upload sessions.
     pub uploads: UploadsConfig,
+    /// Scheduled garbage collection.
+    pub gc: GcConfig,
+}
+
+/// `[gc]`: garbage collection on a schedule (`berth gc` and `POST /api/v1/gc` run it at once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// Run on a schedule at all.
+    pub enabled: bool,
+    /// Seconds between runs (every replica keeps the schedule; one at a time collects).
+    pub interval_secs: u64,
+    /// Content younger than this is never collected.
+    pub grace_secs: u64,
+    /// Also collect manifests no tag names (not those an index lists or a referrer names).
+    pub delete_untagged: bool,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 24 * 60 * 60,
+            grace_secs: 60 * 60,
+            delete_untagged: false,
+        }
+    }
 }
 
 /// `[uploads]`: blob upload sessions.
@@ -209,6 +236,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             database: DatabaseConfig::default(),
             uploads: UploadsConfig::default(),
+            gc: GcConfig::default(),
         }
     }
 }
@@ -267,6 +295,12 @@ impl Config {
         }
         crate::client_addr::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(ConfigError::Invalid)?;
+        if self.gc.interval_secs == 0 {
+            return invalid(
+                "[gc] interval_secs must be at least 1 (enabled = false turns the schedule off)"
+                    .into(),
+            );
+        }
         if self.uploads.expire_after_secs == 0 || self.uploads.expiry_interval_secs == 0 {
             return invalid(
                 "[uploads] expire_after_secs and expiry_interval_secs must be at least 1".into(),

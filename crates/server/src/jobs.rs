@@ -1,43 +1,67 @@
-//! The background work of `berth serve`, beside the requests: upload expiry, and pruning the
-//! login limiter's quiet records. Every replica runs the loop; upload expiry takes its
-//! database lock, so one replica at a time does that work and the others skip their turn
-//! (pruning is one idempotent statement and needs no lock).
+//! The background work of `berth serve`, beside the requests: upload expiry, pruning the
+//! login limiter's quiet records, and scheduled garbage collection. Every replica runs the
+//! loops; upload expiry and GC take their database locks, so one replica at a time does that
+//! work and the others skip their turn (pruning is one idempotent statement and needs no
+//! lock).
 
 use std::time::Duration;
 
 use crate::App;
 
 /// Stops the background jobs when dropped (with the server).
-pub(crate) struct BackgroundJobs(tokio::task::JoinHandle<()>);
+pub(crate) struct BackgroundJobs(Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for BackgroundJobs {
     fn drop(&mut self) {
-        self.0.abort();
+        for job in &self.0 {
+            job.abort();
+        }
     }
 }
 
-/// Starts the jobs of `app`; the first run is at once (sessions may have expired while the
-/// registry was down), then every `[uploads] expiry_interval_secs`.
+/// Starts the jobs of `app`: upload expiry and pruning at once (sessions may have expired
+/// while the registry was down), then every `[uploads] expiry_interval_secs`; garbage
+/// collection every `[gc] interval_secs`, the first one interval after start.
 pub(crate) fn start(app: App) -> BackgroundJobs {
-    BackgroundJobs(tokio::spawn(async move {
-        let uploads = &app.config().uploads;
-        let idle = Duration::from_secs(uploads.expire_after_secs);
-        let mut every = tokio::time::interval(Duration::from_secs(uploads.expiry_interval_secs));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            expire_uploads(&app, idle).await;
-            match app
-                .login_limiter()
-                .prune(crate::login_limit::now_millis())
-                .await
-            {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(records = n, "pruned quiet failed-login records"),
-                Err(e) => tracing::warn!(error = %e, "cannot prune failed-login records"),
-            }
+    let mut jobs = vec![tokio::spawn(housekeeping(app.clone()))];
+    if app.config().gc.enabled {
+        jobs.push(tokio::spawn(scheduled_gc(app)));
+    }
+    BackgroundJobs(jobs)
+}
+
+async fn scheduled_gc(app: App) {
+    let period = Duration::from_secs(app.config().gc.interval_secs);
+    let options = crate::gc::scheduled_options(app.config());
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        // Failures are logged and counted there; the next turn tries again.
+        let _ = app
+            .collect_garbage(&options, crate::gc::Trigger::Schedule, "schedule")
+            .await;
+    }
+}
+
+async fn housekeeping(app: App) {
+    let uploads = &app.config().uploads;
+    let idle = Duration::from_secs(uploads.expire_after_secs);
+    let mut every = tokio::time::interval(Duration::from_secs(uploads.expiry_interval_secs));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        expire_uploads(&app, idle).await;
+        match app
+            .login_limiter()
+            .prune(crate::login_limit::now_millis())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(records = n, "pruned quiet failed-login records"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune failed-login records"),
         }
-    }))
+    }
 }
 
 async fn expire_uploads(app: &App, idle: Duration) {

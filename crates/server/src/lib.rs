@@ -9,6 +9,7 @@ mod config;
 mod endpoint;
 mod error;
 pub mod fsck;
+pub mod gc;
 mod jobs;
 mod login_limit;
 mod metrics;
@@ -32,7 +33,9 @@ use berth_storage::{BlobStore, FilesystemStore, S3Config, S3Store};
 use tokio::net::TcpListener;
 
 pub use check::{ConfigCheck, check_config};
-pub use config::{AuthConfig, Config, ConfigError, DatabaseConfig, StorageConfig, UploadsConfig};
+pub use config::{
+    AuthConfig, Config, ConfigError, DatabaseConfig, GcConfig, StorageConfig, UploadsConfig,
+};
 pub use endpoint::Endpoint;
 pub use error::ApiError;
 pub use tls::{ServerTls, TlsError};

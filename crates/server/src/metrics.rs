@@ -26,6 +26,68 @@ pub struct Metrics {
     /// Expired sessions whose data could not be removed (kept for the next run), and failed
     /// expiry runs.
     pub upload_expiry_failures: Counter,
+    pub gc: GcMetrics,
+}
+
+/// Garbage collection, as run by this process (schedule and admin API).
+#[derive(Clone, Default)]
+pub struct GcMetrics {
+    pub runs: Counter,
+    pub failures: Counter,
+    pub manifests_deleted: Counter,
+    pub blobs_deleted: Counter,
+    pub bytes_freed: Counter,
+    pub last_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub last_blobs_per_second: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub last_objects_per_second: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub last_success: Gauge,
+}
+
+impl GcMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let gc = registry.sub_registry_with_prefix("gc");
+        gc.register("runs", "Garbage collections run", self.runs.clone());
+        gc.register(
+            "failures",
+            "Garbage collections that stopped on an error",
+            self.failures.clone(),
+        );
+        gc.register(
+            "manifests_deleted",
+            "Manifests garbage collection deleted",
+            self.manifests_deleted.clone(),
+        );
+        gc.register(
+            "blobs_deleted",
+            "Blobs garbage collection deleted",
+            self.blobs_deleted.clone(),
+        );
+        gc.register(
+            "freed_bytes",
+            "Bytes of the blobs garbage collection deleted",
+            self.bytes_freed.clone(),
+        );
+        gc.register(
+            "last_duration_seconds",
+            "How long the last garbage collection took",
+            self.last_seconds.clone(),
+        );
+        gc.register(
+            "last_blobs_per_second",
+            "Blobs swept per second in the last garbage collection",
+            self.last_blobs_per_second.clone(),
+        );
+        gc.register(
+            "last_objects_per_second",
+            "Manifests, links and blobs removed per second in the last garbage collection",
+            self.last_objects_per_second.clone(),
+        );
+        gc.register(
+            "last_success_timestamp_seconds",
+            "When the last garbage collection finished without error (Unix seconds)",
+            self.last_success.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -74,8 +136,11 @@ impl Default for Metrics {
             "Expired upload sessions whose data could not be removed, and failed expiry runs",
             upload_expiry_failures.clone(),
         );
+        let gc = GcMetrics::default();
+        gc.register(&mut registry);
         Self {
             registry,
+            gc,
             requests,
             latency,
             bytes_received,

@@ -1,14 +1,12 @@
 //! `berth fsck`: check that storage holds every blob the database records, and nothing else
 //! (see `berth_registry::fsck`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-use berth_server::Config;
 use berth_server::fsck::{FsckOptions, FsckReport};
 
+use crate::context::RegistryLocation;
 use crate::time_text::{human_duration, human_size};
 
 /// Options of `berth fsck`.
@@ -22,12 +20,8 @@ use crate::time_text::{human_duration, human_size};
                   berth fsck --config /etc/berth/replica.toml --verify-digests --json"
 )]
 pub struct Args {
-    /// The registry's configuration file (BERTH_* variables apply, as for `berth serve`)
-    #[arg(long, value_name = "FILE", env = "BERTH_CONFIG")]
-    config: Option<PathBuf>,
-    /// The embedded registry (filesystem + SQLite) in this data directory
-    #[arg(long, value_name = "DIR", conflicts_with = "config")]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryLocation,
     /// Re-hash every blob (reads every byte)
     #[arg(long)]
     verify_digests: bool,
@@ -41,19 +35,13 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
-    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
+    let config = args.registry.config()?;
     let options = FsckOptions {
         verify_digests: args.verify_digests,
         grace: Duration::from_secs(args.grace),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let report = runtime.block_on(berth_server::fsck::fsck(&config, &options))?;
+    let report =
+        crate::context::runtime()?.block_on(berth_server::fsck::fsck(&config, &options))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod fsck;
+mod gc;
 mod images;
 mod inspect;
 mod load;
@@ -53,6 +54,8 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Check that storage holds every blob the registry's database records, and nothing else.
     Fsck(fsck::Args),
+    /// Delete blobs and (optionally) untagged manifests nothing references, online.
+    Gc(gc::Args),
 }
 
 #[derive(clap::Subcommand)]
@@ -84,6 +87,7 @@ pub fn exec(command: Command) -> anyhow::Result<ExitCode> {
         Command::Signup(args) => signup::exec(args),
         Command::Migrate(args) => migrate::exec(args),
         Command::Fsck(args) => fsck::exec(args),
+        Command::Gc(args) => gc::exec(args),
         Command::Login(args) => login::exec(args),
         Command::Logout(args) => logout::exec(args),
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull::exec(args),

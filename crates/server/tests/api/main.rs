@@ -8,6 +8,7 @@ mod auth_attacks;
 mod blobs;
 mod discovery;
 mod expiry;
+mod gc;
 mod manifests;
 mod matrix;
 mod openapi;
