@@ -33,6 +33,9 @@ pub trait Inventory: Send + Sync {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Page<(Tag, Digest)>>;
+    /// The blob recorded at `storage_key`, if any (what `berth fsck --repair` asks before
+    /// removing an object).
+    async fn blob_by_storage_key(&self, storage_key: &str) -> Result<Option<BlobRecord>>;
     /// The token signing key, if one was stored; unlike [`crate::Accounts::signing_key`] it
     /// stores nothing.
     async fn stored_signing_key(&self) -> Result<Option<Vec<u8>>>;
@@ -134,6 +137,16 @@ macro_rules! impl_inventory {
                     })
                     .collect::<Result<_>>()?;
                 Ok(page_of(items, limit))
+            }
+
+            async fn blob_by_storage_key(&self, storage_key: &str) -> Result<Option<BlobRecord>> {
+                let row = sqlx::query(
+                    "SELECT digest, size, storage_key FROM blobs WHERE storage_key = $1",
+                )
+                .bind(storage_key)
+                .fetch_optional(&self.$pool)
+                .await?;
+                row.as_ref().map(blob_record).transpose()
             }
 
             async fn stored_signing_key(&self) -> Result<Option<Vec<u8>>> {

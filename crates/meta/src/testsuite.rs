@@ -68,6 +68,18 @@ async fn blobs_are_per_repository(meta: &dyn MetaStore) {
         None
     );
     assert_eq!(meta.blob(&x.digest).await.expect("get"), Some(x.clone()));
+    assert_eq!(
+        meta.blob_by_storage_key(&x.storage_key)
+            .await
+            .expect("by key"),
+        Some(x.clone())
+    );
+    assert_eq!(
+        meta.blob_by_storage_key("blobs/none")
+            .await
+            .expect("by key"),
+        None
+    );
     // A second add of the same digest keeps the first record.
     let mut other_key = x.clone();
     other_key.storage_key = "blobs/other".into();

@@ -1,7 +1,13 @@
 //! `berth fsck`: does storage hold what the database says, byte for byte? Every blob the
 //! database records must exist in storage with its size (and, with `verify_digests`, hash to
-//! its digest); every blob object in storage should be recorded. It reads and never writes, so
-//! it is safe while `berth serve` runs on the same backends.
+//! its digest); every blob object in storage should be recorded. It reads and never writes
+//! (except orphans, with `repair`), so it is safe while `berth serve` runs on the same
+//! backends.
+//!
+//! Orphans come from a crash between an upload's commit and its row, or a garbage collection
+//! whose object delete failed after its row went. `repair` removes an orphan only after
+//! asking again, at that moment: is an upload session committing to this key still open (its
+//! row is deleted only after the blob row is in), and does a blob row name it now?
 //!
 //! Why a serving registry gives no false alarms: a blob's object is written before its row is
 //! committed (filesystem: rename, then insert; S3: complete, then insert), and rows are read
@@ -28,6 +34,8 @@ pub struct FsckOptions {
     pub verify_digests: bool,
     /// Unrecorded objects younger than this are uploads being committed, not orphans.
     pub grace: Duration,
+    /// Remove the orphans.
+    pub repair: bool,
 }
 
 impl Default for FsckOptions {
@@ -35,6 +43,7 @@ impl Default for FsckOptions {
         Self {
             verify_digests: false,
             grace: Duration::from_secs(60 * 60),
+            repair: false,
         }
     }
 }
@@ -71,12 +80,18 @@ pub struct FsckReport {
     pub orphans: Vec<Orphan>,
     /// Unrecorded objects within the grace period (uploads being committed), not faults.
     pub recent: u64,
+    /// Orphans removed (with `repair`).
+    pub removed: u64,
+    /// Orphans `repair` left: an upload committing to them, a row naming them by now, or a
+    /// failed delete (logged).
+    pub kept: u64,
 }
 
 impl FsckReport {
-    /// Nothing is wrong: every blob is whole and every object recorded.
+    /// Nothing is wrong (any more): every blob is whole and every object recorded, or the
+    /// orphans were removed.
     pub fn is_clean(&self) -> bool {
-        self.faults.is_empty() && self.orphans.is_empty()
+        self.faults.is_empty() && self.orphans.len() as u64 == self.removed
     }
 }
 
@@ -149,7 +164,56 @@ pub async fn fsck(
     }
     report.faults.sort_by_key(|f| f.digest.to_string());
     report.orphans.sort_by(|a, b| a.key.cmp(&b.key));
+    if options.repair {
+        for orphan in &report.orphans {
+            if remove_orphan(meta, blobs, &orphan.key).await {
+                report.removed += 1;
+            } else {
+                report.kept += 1;
+            }
+        }
+    }
     Ok(report)
+}
+
+/// Removes an orphan object if it still is one (see the module documentation). `false` if it
+/// was kept.
+async fn remove_orphan(meta: &dyn MetaStore, blobs: &dyn BlobStore, key: &str) -> bool {
+    let Ok(key) = BlobKey::parse(key) else {
+        // Not a name berth writes: someone else's file, not ours to remove.
+        tracing::warn!(
+            key,
+            "not removing an object whose name berth would not write"
+        );
+        return false;
+    };
+    // The session first: its row goes only after the blob row is in, so a commit that ends
+    // between the two questions is seen by the second.
+    if let Some(session) = blobs.session_of(&key) {
+        match meta.upload(&session.to_ascii_uppercase()).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return false,
+            Err(e) => {
+                tracing::warn!(key = key.as_str(), error = %e, "cannot check the upload session");
+                return false;
+            }
+        }
+    }
+    match meta.blob_by_storage_key(key.as_str()).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return false,
+        Err(e) => {
+            tracing::warn!(key = key.as_str(), error = %e, "cannot check the blob rows");
+            return false;
+        }
+    }
+    match blobs.delete(&key).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(key = key.as_str(), error = %e, "cannot remove an orphan");
+            false
+        }
+    }
 }
 
 /// The digest of the stored bytes, streamed.

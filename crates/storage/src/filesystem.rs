@@ -204,6 +204,12 @@ impl UploadStore for FilesystemStore {
         Ok(key)
     }
 
+    fn session_of(&self, key: &BlobKey) -> Option<String> {
+        let name = key.as_str().rsplit('/').next()?;
+        let (_, session) = name.split_once('-')?;
+        Some(session.to_string())
+    }
+
     async fn abort(&self, id: &str, _state: &UploadState) -> Result<()> {
         match fs::remove_file(self.upload_path(id)?).await {
             Ok(()) => Ok(()),

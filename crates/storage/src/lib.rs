@@ -160,6 +160,12 @@ pub trait UploadStore: Send + Sync {
 
     /// Drops an upload session and its data. Idempotent.
     async fn abort(&self, id: &str, state: &UploadState) -> Result<()>;
+
+    /// The upload session (its id, lowercase) whose commit writes to `key`: each session
+    /// commits to a key of its own. `None` for keys no session of this backend produces.
+    /// `berth fsck --repair` leaves an unrecorded object alone while its session lives: that
+    /// upload is between its commit and the database row.
+    fn session_of(&self, key: &BlobKey) -> Option<String>;
 }
 
 #[async_trait]

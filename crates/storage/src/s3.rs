@@ -7,8 +7,8 @@
 //! │       └── <ulid>        the staged tail of an upload: its bytes past the last full part
 //! │                         (< part size), one new object per request
 //! └── blobs/
-//!     └── <ulid>            a blob: a completed multipart upload, named when the session opened,
-//!                           never modified
+//!     └── <session id>      a blob: a completed multipart upload, named after the session
+//!                           that opened it, never modified
 //! ```
 //!
 //! An upload is a multipart upload at its final key from the first request on: every byte is sent
@@ -553,7 +553,8 @@ impl UploadWriter for S3UploadWriter {
 impl UploadStore for S3Store {
     async fn create_upload(&self, id: &str) -> Result<UploadState> {
         check_name(id)?;
-        let key = format!("blobs/{}", new_name());
+        // The session's own name: no other session commits here (see `session_of`).
+        let key = format!("blobs/{}", id.to_ascii_lowercase());
         let path = Path::from(key.as_str());
         let upload = self.s3.create_multipart(&path).await.map_err(backend)?;
         let progress = Progress {
@@ -653,6 +654,10 @@ impl UploadStore for S3Store {
             tracing::warn!(upload = id, error = %e, "cannot delete the staged tail");
         }
         Ok(key)
+    }
+
+    fn session_of(&self, key: &BlobKey) -> Option<String> {
+        key.as_str().strip_prefix("blobs/").map(str::to_string)
     }
 
     async fn abort(&self, id: &str, state: &UploadState) -> Result<()> {

@@ -196,9 +196,10 @@ async fn delete_is_idempotent(store: &dyn BlobStore) {
 async fn commits_of_one_digest_are_separate(store: &dyn BlobStore) {
     let data = b"the same bytes twice";
     let digest = Digest::sha256_of(data);
-    let mut keys = Vec::new();
+    let (mut keys, mut ids) = (Vec::new(), Vec::new());
     for _ in 0..2 {
         let id = new_id();
+        ids.push(id.clone());
         let state = store.create_upload(&id).await.expect("create");
         let mut w = store.writer(&id, &state, 0).await.expect("writer");
         w.write(Bytes::from_static(data)).await.expect("write");
@@ -211,6 +212,9 @@ async fn commits_of_one_digest_are_separate(store: &dyn BlobStore) {
         );
     }
     assert_ne!(keys[0], keys[1]);
+    for (key, id) in keys.iter().zip(&ids) {
+        assert_eq!(store.session_of(key), Some(id.to_ascii_lowercase()));
+    }
     store.delete(&keys[0]).await.expect("delete");
     assert_eq!(
         collect(store.open(&keys[1], None).await.expect("open")).await,

@@ -12,10 +12,11 @@ use crate::time_text::{human_duration, human_size};
 /// Options of `berth fsck`.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Reads, never writes: safe while `berth serve` runs on the same data. \
-                  Exits 0 when every recorded blob is in storage with its size (and, with \
-                  --verify-digests, its digest) and every stored object is recorded; 1 with \
-                  a report otherwise.\n\n\
+    after_help = "Reads, and writes nothing but the removal of orphans with --repair: safe \
+                  while `berth serve` runs on the same data. Exits 0 when every recorded blob \
+                  is in storage with its size (and, with --verify-digests, its digest) and \
+                  every stored object is recorded (or, with --repair, its orphans were \
+                  removed); 1 with a report otherwise.\n\n\
                   Examples:\n  berth fsck --data-dir /var/lib/berth\n  \
                   berth fsck --config /etc/berth/replica.toml --verify-digests --json"
 )]
@@ -29,6 +30,11 @@ pub struct Args {
     /// reported as orphans
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::time_text::parse_age)]
     grace: u64,
+    /// Remove orphans: stored objects no blob row records (left by a crash between an
+    /// upload's commit and its row, or by a collection whose delete failed), after checking
+    /// again that no upload is committing to them
+    #[arg(long)]
+    repair: bool,
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
@@ -39,6 +45,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let options = FsckOptions {
         verify_digests: args.verify_digests,
         grace: Duration::from_secs(args.grace),
+        repair: args.repair,
     };
     let report =
         crate::context::runtime()?.block_on(berth_server::fsck::fsck(&config, &options))?;
@@ -81,6 +88,9 @@ fn print_report(r: &FsckReport, options: &FsckOptions) {
             r.recent,
             human_duration(options.grace.as_secs())
         );
+    }
+    if options.repair && !r.orphans.is_empty() {
+        println!("removed {} orphan(s), kept {}", r.removed, r.kept);
     }
     if r.is_clean() {
         println!("clean");

@@ -72,11 +72,13 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
 
 fn print_report(r: &GcReport, options: &GcOptions) {
     let would = if r.dry_run { "would delete" } else { "deleted" };
+    let grace = match options.grace.as_secs() {
+        0 => "none".to_string(),
+        secs => human_duration(secs),
+    };
     println!(
-        "examined {} manifest(s) and {} blob(s); grace {}",
-        r.manifests_examined,
-        r.blobs_examined,
-        human_duration(options.grace.as_secs())
+        "examined {} manifest(s) and {} blob(s); grace period: {grace}",
+        r.manifests_examined, r.blobs_examined
     );
     for m in r.manifests.iter().take(LISTED) {
         println!("{would} manifest {}@{}", m.repository, m.digest);

@@ -198,6 +198,23 @@ pub fn start_tls(dir: &Path, pki: &TestPki, env: &[(&str, &str)]) -> Server {
     server
 }
 
+/// Runs `berth <args>` (an offline command such as `fsck` or `gc`) to its end.
+pub fn berth(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run berth")
+}
+
+/// Runs `berth <args> --json`: its JSON report, and whether it exited 0.
+pub fn json_report(args: &[&str]) -> (serde_json::Value, bool) {
+    let out = berth(&[args, &["--json"]].concat());
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not a JSON report ({e}): {}", crate::harness::text(&out)));
+    (report, out.status.success())
+}
+
 pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }

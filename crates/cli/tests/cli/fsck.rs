@@ -3,7 +3,7 @@
 //! and objects no row records (orphans, or recent ones within the grace period), each named in
 //! the report and in the exit code. On the embedded backends, and on PostgreSQL + S3.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, SystemTime};
 
 use berth_testkit::postgres::TestDatabase;
@@ -14,20 +14,12 @@ use crate::common::*;
 use crate::harness::text;
 
 fn fsck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("fsck")
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run berth fsck")
+    berth(&[&["fsck"], args].concat())
 }
 
 /// The JSON report, and whether the run exited 0.
 fn report(args: &[&str]) -> (Value, bool) {
-    let out = fsck(&[args, &["--json"]].concat());
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not a JSON report ({e}): {}", text(&out)));
-    (report, out.status.success())
+    json_report(&[&["fsck"], args].concat())
 }
 
 /// The problems reported for `digest`.
@@ -126,6 +118,43 @@ async fn fsck_finds_damaged_missing_and_unrecorded_blobs_on_the_embedded_backend
         .expect("GET");
     assert_eq!(r.bytes().await.expect("body"), blobs[3]);
     assert!(orphan.exists() && recent.exists());
+
+    // --repair removes the orphans, but not an object that an open upload session is
+    // committing (its row comes next).
+    let r = client()
+        .post(format!("{}/v2/fsck/app/blobs/uploads/", server.base))
+        .send()
+        .await
+        .expect("POST");
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let session = location
+        .split('?')
+        .next()
+        .and_then(|path| path.rsplit('/').next())
+        .expect("session id")
+        .to_ascii_lowercase();
+    let committing = data
+        .join("blobs/sha256/ef")
+        .join(format!("{}-{session}", "ef".repeat(32)));
+    std::fs::create_dir_all(committing.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&committing, b"being committed").expect("committing");
+    let (r, clean) = report(&["--data-dir", &data_arg, "--grace", "0s", "--repair"]);
+    assert!(!clean, "the damaged blobs are still there: {r}");
+    assert_eq!(
+        (r["removed"].as_u64(), r["kept"].as_u64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
+    assert!(!orphan.exists() && !recent.exists() && committing.exists());
+    let out = fsck(&["--data-dir", &data_arg, "--grace", "0s", "--repair"]);
+    assert!(
+        text(&out).contains("removed 0 orphan(s), kept 1"),
+        "{}",
+        text(&out)
+    );
     // Not a data directory: said so.
     let out = fsck(&[
         "--data-dir",

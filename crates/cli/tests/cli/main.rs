@@ -8,6 +8,7 @@ mod harness;
 mod client;
 mod crash;
 mod fsck;
+mod gc;
 mod interop;
 mod migrate;
 mod real_clients;

@@ -46,6 +46,7 @@ async fn assert_fsck_clean(app: &TestApp) {
     let options = FsckOptions {
         verify_digests: true,
         grace: Duration::ZERO,
+        repair: false,
     };
     let report = berth_server::fsck::fsck(&app.config, &options)
         .await
@@ -337,4 +338,99 @@ async fn pushes_during_collections_lose_nothing() {
         }
     }
     assert_fsck_clean(&app).await;
+}
+
+/// A metric's value, summed over the replicas.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let mut total = 0.0;
+    for replica in &app.replicas {
+        let text = reqwest::get(format!("http://{replica}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        total += text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+    }
+    total
+}
+
+#[tokio::test]
+async fn system_admins_collect_through_the_api() {
+    let mut app = TestApp::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.admin_password = "admin-secret-1".into();
+        c.auth.auto_create_projects = true;
+    })
+    .await;
+    app.authorize(Some(&basic("admin", "admin-secret-1")));
+    let r = app
+        .req(Method::POST, "/api/v1/users")
+        .json(&json!({"name": "bob", "password": "bob-password"}))
+        .send()
+        .await
+        .expect("create bob");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let loose = app.push_blob("ops/app", &noise(9, 10_000)).await;
+    next_second().await;
+
+    app.authorize(Some(&basic("bob", "bob-password")));
+    let gc = |body: serde_json::Value| app.req(Method::POST, "/api/v1/gc").json(&body).send();
+    assert_error(
+        gc(json!({})).await.expect("POST"),
+        StatusCode::FORBIDDEN,
+        "DENIED",
+    )
+    .await;
+
+    app.authorize(Some(&basic("admin", "admin-secret-1")));
+    let gc = |body: serde_json::Value| app.req(Method::POST, "/api/v1/gc").json(&body).send();
+    let r = gc(json!({"bogus": 1})).await.expect("POST");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = gc(json!({"grace_secs": 0, "dry_run": true}))
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: serde_json::Value = r.json().await.expect("report");
+    assert_eq!(
+        (
+            report["dry_run"].as_bool(),
+            report["blobs_deleted"].as_u64()
+        ),
+        (Some(true), Some(1))
+    );
+    let r = gc(json!({"grace_secs": 0})).await.expect("POST");
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: serde_json::Value = r.json().await.expect("report");
+    assert_eq!(report["blobs_deleted"], 1, "{report}");
+    assert_eq!(report["bytes_freed"], 10_000, "{report}");
+    assert_error(
+        app.get(&format!("/v2/ops/app/blobs/{loose}")).await,
+        StatusCode::NOT_FOUND,
+        "BLOB_UNKNOWN",
+    )
+    .await;
+
+    // In the audit log once (not the dry run), and in the metrics of the replica that ran it.
+    let events: serde_json::Value = app
+        .get("/api/v1/audit?action=gc")
+        .await
+        .json()
+        .await
+        .expect("audit");
+    assert_eq!(events.as_array().map(Vec::len), Some(1), "{events}");
+    assert_eq!(events[0]["actor"], "admin");
+    assert!(
+        events[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("trigger=api") && d.contains("blobs=1")),
+        "{events}"
+    );
+    assert_eq!(metric(&app, "berth_gc_runs_total").await, 1.0);
+    assert_eq!(metric(&app, "berth_gc_blobs_deleted_total").await, 1.0);
+    assert_eq!(metric(&app, "berth_gc_freed_bytes_total").await, 10_000.0);
 }
