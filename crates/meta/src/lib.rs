@@ -9,6 +9,7 @@ mod audit;
 mod gc;
 mod inventory;
 mod jobs;
+mod lifecycle;
 mod postgres;
 mod probe;
 mod rows;
@@ -27,6 +28,7 @@ pub use audit::{AuditEvent, AuditLog, AuditQuery, AuditRecord};
 pub use gc::{Collector, GcBlob, GcLink, GcManifest, GcReference, GcSnapshot};
 pub use inventory::Inventory;
 pub use jobs::{Job, JobLock, Jobs};
+pub use lifecycle::{Lifecycle, ProjectSettings, ProjectUsage, RepositoryUsage};
 pub use postgres::PostgresMeta;
 pub use probe::Probe;
 pub use sqlite::SqliteMeta;
@@ -192,6 +194,7 @@ pub trait MetaStore:
     + AuditLog
     + Inventory
     + Collector
+    + Lifecycle
     + Jobs
     + LoginThrottle
 {

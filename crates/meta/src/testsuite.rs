@@ -52,6 +52,7 @@ pub async fn run(meta: &dyn MetaStore) {
     audit_log(meta).await;
     inventory(meta).await;
     collector(meta).await;
+    lifecycle(meta).await;
 }
 
 async fn blobs_are_per_repository(meta: &dyn MetaStore) {
@@ -980,4 +981,66 @@ async fn collector(meta: &dyn MetaStore) {
     assert_eq!(meta.blob(&loose.digest).await.expect("get"), None);
     // A blob swept is added again by the next upload of its bytes.
     assert_eq!(meta.add_blob(&r, &loose).await.expect("again"), loose);
+}
+
+/// Settings round-trip; usage counts each blob and manifest once per project, and only the
+/// project's own repositories (not `lq-other/...` nor `lqz/...`).
+async fn lifecycle(meta: &dyn MetaStore) {
+    assert_eq!(meta.project_settings("lq").await.expect("settings"), Default::default());
+    assert!(matches!(
+        meta.set_quota("lq", Some(10)).await,
+        Err(MetaError::NotFound(_))
+    ));
+    meta.create_project(&project("lq", false, None), None)
+        .await
+        .expect("project");
+    meta.set_quota("lq", Some(1000)).await.expect("quota");
+    meta.set_immutable_tags("lq", &["v*".to_string(), "release-?".to_string()])
+        .await
+        .expect("patterns");
+    let settings = meta.project_settings("lq").await.expect("settings");
+    assert_eq!(settings.quota_bytes, Some(1000));
+    assert_eq!(settings.immutable_tags, vec!["v*", "release-?"]);
+    meta.set_quota("lq", None).await.expect("no quota");
+    assert_eq!(meta.project_settings("lq").await.expect("settings").quota_bytes, None);
+
+    let (shared, only_a) = (blob(b"lq shared layer"), blob(b"lq only in a"));
+    let (a, b) = (repo("lq/a"), repo("lq/b/deep"));
+    for (r, x) in [(&a, &shared), (&a, &only_a), (&b, &shared)] {
+        meta.add_blob(r, x).await.expect("add");
+    }
+    let image = manifest(b"lq image", &[&shared], &["1"]);
+    meta.put_manifest(&a, &image).await.expect("manifest");
+    meta.put_manifest(&b, &image).await.expect("manifest");
+    for outside in ["lq-other/c", "lqz/d", "lq.x/e"] {
+        meta.add_blob(&repo(outside), &blob(outside.as_bytes()))
+            .await
+            .expect("outside");
+    }
+    let usage = meta.project_usage("lq").await.expect("usage");
+    let shared_size = shared.size;
+    assert_eq!(
+        usage,
+        crate::ProjectUsage {
+            blobs: 2,
+            blob_bytes: shared_size + only_a.size,
+            manifests: 1,
+            manifest_bytes: b"lq image".len() as u64,
+        }
+    );
+    let repos = meta.repository_usage("lq").await.expect("repositories");
+    let names: Vec<&str> = repos.iter().map(|r| r.repository.as_str()).collect();
+    assert_eq!(names, ["lq/a", "lq/b/deep"]);
+    let m = b"lq image".len() as u64;
+    assert_eq!(
+        (repos[0].bytes, repos[0].unique_bytes, repos[0].shared_bytes),
+        (shared_size + only_a.size + m, only_a.size, shared_size + m)
+    );
+    assert_eq!(
+        (repos[1].bytes, repos[1].unique_bytes, repos[1].shared_bytes),
+        (shared_size + m, 0, shared_size + m)
+    );
+    assert!(meta.project_has_blob("lq", &shared.digest).await.expect("has"));
+    assert!(!meta.project_has_blob("lq", &blob(b"lqz/d").digest).await.expect("has"));
+    assert_eq!(meta.project_usage("nothing").await.expect("usage"), Default::default());
 }

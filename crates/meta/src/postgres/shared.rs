@@ -20,3 +20,5 @@ crate::gc::impl_collector!(
                  FOR UPDATE SKIP LOCKED",
     lock_blob = "SELECT 1 FROM blobs WHERE digest = $1 FOR UPDATE SKIP LOCKED",
 );
+
+crate::lifecycle::impl_lifecycle!(PostgresMeta, read = pool, write = pool);

@@ -14,3 +14,5 @@ crate::gc::impl_collector!(
     lock_link = "",
     lock_blob = "",
 );
+
+crate::lifecycle::impl_lifecycle!(SqliteMeta, read = read, write = write);
