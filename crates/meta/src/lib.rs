@@ -49,6 +49,9 @@ pub enum MetaError {
     Corrupt(String),
     #[error("{0}")]
     Conflict(String),
+    /// A tag the project keeps immutable names another manifest already.
+    #[error("tag {0} is immutable")]
+    TagImmutable(Tag),
     #[error("{0} does not exist")]
     NotFound(String),
     /// The database cannot be used, in words for the operator: connection refused, password
@@ -87,6 +90,9 @@ pub struct NewManifest {
     pub blobs: Vec<Digest>,
     pub manifests: Vec<Digest>,
     pub tags: Vec<Tag>,
+    /// Those of `tags` that must not move: if one names another manifest already, nothing is
+    /// stored ([`MetaError::TagImmutable`]).
+    pub immutable_tags: Vec<Tag>,
 }
 
 /// A manifest that names another as its `subject`.

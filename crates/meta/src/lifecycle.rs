@@ -74,7 +74,13 @@ pub trait Lifecycle: Send + Sync {
 macro_rules! in_project {
     ($r:literal) => {
         concat!(
-            "(", $r, ".name = $1 OR (", $r, ".name >= $2 AND ", $r, ".name < $3))"
+            "(",
+            $r,
+            ".name = $1 OR (",
+            $r,
+            ".name >= $2 AND ",
+            $r,
+            ".name < $3))"
         )
     };
 }

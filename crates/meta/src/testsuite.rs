@@ -35,6 +35,7 @@ fn manifest(content: &[u8], blobs: &[&BlobRecord], tags: &[&str]) -> NewManifest
         blobs: blobs.iter().map(|b| b.digest.clone()).collect(),
         manifests: Vec::new(),
         tags: tags.iter().map(|t| tag(t)).collect(),
+        immutable_tags: Vec::new(),
     }
 }
 
@@ -986,7 +987,10 @@ async fn collector(meta: &dyn MetaStore) {
 /// Settings round-trip; usage counts each blob and manifest once per project, and only the
 /// project's own repositories (not `lq-other/...` nor `lqz/...`).
 async fn lifecycle(meta: &dyn MetaStore) {
-    assert_eq!(meta.project_settings("lq").await.expect("settings"), Default::default());
+    assert_eq!(
+        meta.project_settings("lq").await.expect("settings"),
+        Default::default()
+    );
     assert!(matches!(
         meta.set_quota("lq", Some(10)).await,
         Err(MetaError::NotFound(_))
@@ -1002,7 +1006,13 @@ async fn lifecycle(meta: &dyn MetaStore) {
     assert_eq!(settings.quota_bytes, Some(1000));
     assert_eq!(settings.immutable_tags, vec!["v*", "release-?"]);
     meta.set_quota("lq", None).await.expect("no quota");
-    assert_eq!(meta.project_settings("lq").await.expect("settings").quota_bytes, None);
+    assert_eq!(
+        meta.project_settings("lq")
+            .await
+            .expect("settings")
+            .quota_bytes,
+        None
+    );
 
     let (shared, only_a) = (blob(b"lq shared layer"), blob(b"lq only in a"));
     let (a, b) = (repo("lq/a"), repo("lq/b/deep"));
@@ -1040,7 +1050,63 @@ async fn lifecycle(meta: &dyn MetaStore) {
         (repos[1].bytes, repos[1].unique_bytes, repos[1].shared_bytes),
         (shared_size + m, 0, shared_size + m)
     );
-    assert!(meta.project_has_blob("lq", &shared.digest).await.expect("has"));
-    assert!(!meta.project_has_blob("lq", &blob(b"lqz/d").digest).await.expect("has"));
-    assert_eq!(meta.project_usage("nothing").await.expect("usage"), Default::default());
+    assert!(
+        meta.project_has_blob("lq", &shared.digest)
+            .await
+            .expect("has")
+    );
+    assert!(
+        !meta
+            .project_has_blob("lq", &blob(b"lqz/d").digest)
+            .await
+            .expect("has")
+    );
+    assert_eq!(
+        meta.project_usage("nothing").await.expect("usage"),
+        Default::default()
+    );
+
+    // An immutable tag stays on its manifest: a PUT moving it changes nothing and fails; the
+    // same manifest again is fine; once the rule is lifted (not immutable), it moves.
+    let (first, second) = (
+        manifest(b"lq release 1", &[&shared], &["v1"]),
+        manifest(b"lq release 2", &[&shared], &["v1", "other"]),
+    );
+    let guarded = |mut m: NewManifest| {
+        m.immutable_tags = vec![tag("v1")];
+        m
+    };
+    meta.put_manifest(&a, &guarded(first.clone()))
+        .await
+        .expect("first");
+    assert!(matches!(
+        meta.put_manifest(&a, &guarded(second.clone())).await,
+        Err(MetaError::TagImmutable(t)) if t.as_str() == "v1"
+    ));
+    let tagged = |t: &'static str| {
+        let a = a.clone();
+        async move {
+            meta.tagged_manifest(&a, &tag(t))
+                .await
+                .expect("get")
+                .map(|m| m.digest)
+        }
+    };
+    assert_eq!(tagged("v1").await, Some(first.digest.clone()));
+    assert_eq!(
+        tagged("other").await,
+        None,
+        "nothing of the refused PUT stays"
+    );
+    assert!(
+        meta.manifest(&a, &second.digest)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    meta.put_manifest(&a, &guarded(first.clone()))
+        .await
+        .expect("same again");
+    meta.put_manifest(&a, &second).await.expect("rule lifted");
+    assert_eq!(tagged("v1").await, Some(second.digest.clone()));
 }

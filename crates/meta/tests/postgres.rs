@@ -99,6 +99,7 @@ fn manifest(content: &str, blobs: &[&Digest], manifests: &[&Digest], tags: &[&st
         blobs: blobs.iter().map(|d| (*d).clone()).collect(),
         manifests: manifests.iter().map(|d| (*d).clone()).collect(),
         tags: tags.iter().map(|t| tag(t)).collect(),
+        immutable_tags: Vec::new(),
     }
 }
 

@@ -41,6 +41,7 @@ pub fn index_manifest(
         artifact_type: parsed.artifact_type.clone(),
         annotations,
         tags,
+        immutable_tags: Vec::new(),
     })
 }
 

@@ -364,18 +364,32 @@ impl ManifestIndex for PostgresMeta {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        sqlx::query(
+        // An immutable tag that names another manifest is left alone (the conflict branch's
+        // WHERE, evaluated on the newest row after waiting for a concurrent pusher of the same
+        // tag), and the whole PUT is refused: the transaction is dropped, rolled back.
+        let immutable: Vec<&str> = m.immutable_tags.iter().map(Tag::as_str).collect();
+        let written: Vec<String> = sqlx::query_scalar(
             "INSERT INTO tags (repository_id, name, manifest_id, updated_at)
              SELECT $1, name, $2, $3 FROM unnest($4::TEXT[]) AS t(name)
              ON CONFLICT (repository_id, name)
-             DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at",
+             DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at
+             WHERE tags.manifest_id = excluded.manifest_id OR NOT (tags.name = ANY($5))
+             RETURNING name",
         )
         .bind(repo)
         .bind(manifest_id)
         .bind(now())
-        .bind(tags)
-        .execute(&mut *tx)
+        .bind(&tags)
+        .bind(immutable)
+        .fetch_all(&mut *tx)
         .await?;
+        if let Some(kept) = m
+            .tags
+            .iter()
+            .find(|t| !written.iter().any(|w| w == t.as_str()))
+        {
+            return Err(MetaError::TagImmutable(kept.clone()));
+        }
         tx.commit().await?;
         Ok(())
     }

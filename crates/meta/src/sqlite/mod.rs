@@ -317,17 +317,24 @@ impl ManifestIndex for SqliteMeta {
             .await?;
         }
         for tag in &m.tags {
-            sqlx::query(
+            // An immutable tag that names another manifest is left alone: nothing changes,
+            // and the whole PUT is refused (the transaction is dropped, rolled back).
+            let done = sqlx::query(
                 "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES (?, ?, ?, ?)
                  ON CONFLICT (repository_id, name)
-                 DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at",
+                 DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at
+                 WHERE tags.manifest_id = excluded.manifest_id OR ? = 0",
             )
             .bind(repo)
             .bind(tag.as_str())
             .bind(manifest_id)
             .bind(now())
+            .bind(m.immutable_tags.contains(tag))
             .execute(&mut *tx)
             .await?;
+            if done.rows_affected() == 0 {
+                return Err(MetaError::TagImmutable(tag.clone()));
+            }
         }
         tx.commit().await?;
         Ok(())
