@@ -37,10 +37,12 @@ pub enum AuditAction {
     RobotDelete,
     /// A garbage collection run, with what it freed.
     GarbageCollection,
+    /// A project's quota or immutable tag rules changed.
+    ProjectSettings,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 19] = [
+    pub const ALL: [AuditAction; 20] = [
         AuditAction::Push,
         AuditAction::DeleteTag,
         AuditAction::DeleteManifest,
@@ -60,6 +62,7 @@ impl AuditAction {
         AuditAction::RobotEnable,
         AuditAction::RobotDelete,
         AuditAction::GarbageCollection,
+        AuditAction::ProjectSettings,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +86,7 @@ impl AuditAction {
             AuditAction::RobotEnable => "robot.enable",
             AuditAction::RobotDelete => "robot.delete",
             AuditAction::GarbageCollection => "gc",
+            AuditAction::ProjectSettings => "project.settings",
         }
     }
 }

@@ -10,6 +10,7 @@ mod blobs;
 mod error;
 pub mod fsck;
 pub mod gc;
+pub mod lifecycle;
 mod listings;
 mod manifests;
 pub mod passwords;

@@ -94,10 +94,22 @@ impl Registry {
             }
             ManifestRef::Digest(_) => {}
         }
-        let new = index_manifest(&parsed, content, tags)?;
+        let mut new = index_manifest(&parsed, content, tags)?;
+        new.immutable_tags = self.immutable_tags(repository, &new.tags).await?;
+        // A manifest the repository holds already costs nothing more.
+        let quota = self
+            .meta
+            .project_settings(repository.project())
+            .await?
+            .quota_bytes;
+        if quota.is_some() && self.meta.manifest(repository, &digest).await?.is_none() {
+            self.check_quota(repository, new.content.len() as u64, None)
+                .await?;
+        }
         let subject = new.subject.clone();
         match self.meta.put_manifest(repository, &new).await {
             Ok(()) => Ok(Manifest { digest, subject }),
+            Err(MetaError::TagImmutable(tag)) => Err(Self::immutable_error(repository, &tag)),
             Err(MetaError::BlobUnknown(d)) => Err(Error::ManifestBlobUnknown(d)),
             Err(MetaError::ManifestUnknown(d)) => Err(Error::ManifestUnknown(format!(
                 "{d}, referenced by the index, is not in {repository}"
@@ -114,8 +126,23 @@ impl Registry {
         reference: &ManifestRef,
     ) -> Result<()> {
         let deleted = match reference {
-            ManifestRef::Tag(tag) => self.meta.delete_tag(repository, tag).await?,
-            ManifestRef::Digest(digest) => self.meta.delete_manifest(repository, digest).await?,
+            ManifestRef::Tag(tag) => {
+                if let Some(tag) = self
+                    .immutable_tags(repository, std::slice::from_ref(tag))
+                    .await?
+                    .first()
+                {
+                    return Err(Self::immutable_error(repository, tag));
+                }
+                self.meta.delete_tag(repository, tag).await?
+            }
+            ManifestRef::Digest(digest) => {
+                // Deleting a manifest deletes its tags: not an immutable one.
+                if let Some(tag) = self.immutable_tags_of(repository, digest).await?.first() {
+                    return Err(Self::immutable_error(repository, tag));
+                }
+                self.meta.delete_manifest(repository, digest).await?
+            }
         };
         if deleted {
             Ok(())

@@ -74,6 +74,8 @@ struct Received {
 impl Registry {
     /// Opens an upload session (`POST /v2/<name>/blobs/uploads/`).
     pub async fn start_upload(&self, repository: &Repository) -> Result<UploadStatus> {
+        // A project at its quota takes no new bytes: refused before any are sent.
+        self.check_quota(repository, 0, None).await?;
         let id = ulid::Ulid::new().to_string();
         let state = self.blobs.create_upload(&id).await?;
         let now = berth_meta::unix_now();
@@ -146,6 +148,10 @@ impl Registry {
             return Err(Error::DigestInvalid(format!(
                 "uploaded content has digest {actual}, not {digest}"
             )));
+        }
+        if let Err(e) = self.check_quota(repository, size, Some(digest)).await {
+            self.drop_session(&record.id, &state).await?;
+            return Err(e);
         }
         // A blob the registry already has is not stored twice: the new upload is dropped and
         // the existing blob linked (on S3 a commit would complete a second object at a new
@@ -225,8 +231,12 @@ impl Registry {
             if !self.access.allows(who, &source, Action::Pull) {
                 continue;
             }
-            if self.meta.repository_blob(&source, digest).await?.is_some()
-                && self.meta.link_blob(repository, digest).await?
+            let Some(blob) = self.meta.repository_blob(&source, digest).await? else {
+                continue;
+            };
+            self.check_quota(repository, blob.size, Some(digest))
+                .await?;
+            if self.meta.link_blob(repository, digest).await?
                 && let Some(blob) = self.meta.repository_blob(repository, digest).await?
             {
                 return Ok(MountOutcome::Mounted(blob));

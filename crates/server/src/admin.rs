@@ -89,6 +89,9 @@ fn api() -> OpenApiRouter<App> {
         .routes(routes!(update_robot, delete_robot))
         .routes(routes!(audit_events))
         .routes(routes!(collect_garbage))
+        .routes(routes!(project_usage))
+        .routes(routes!(set_quota))
+        .routes(routes!(immutable_tags, set_immutable_tags))
         .routes(routes!(signup))
 }
 
@@ -844,6 +847,111 @@ async fn collect_garbage(
             ),
         ))),
     }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Quota {
+    /// Bytes the project may hold (each blob and manifest counted once); `null`: no limit.
+    quota_bytes: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TagPatterns {
+    /// Tag patterns (`*` and `?` wildcards, e.g. `v*`, `release-*`) whose tags, once pushed,
+    /// cannot be overwritten or deleted. Empty: none.
+    patterns: Vec<String>,
+}
+
+/// What a project holds (its admins and system administrators): `bytes` (counted against
+/// the quota: each blob and manifest once), `quota_bytes`, `blobs`, `blob_bytes`,
+/// `manifests`, `manifest_bytes`, and `repositories`, each with `bytes`, `unique_bytes`
+/// (held by no other repository of the project) and `shared_bytes`.
+#[utoipa::path(get, path = "/api/v1/projects/{name}/usage", tag = "lifecycle",
+    params(("name" = String, Path, description = "The project")),
+    responses((status = 200, description = "The usage report", body = Object),
+              (status = 401, body = Errors), (status = 403, body = Errors),
+              (status = 404, body = Errors)))]
+async fn project_usage(
+    State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
+    Ok(ok(app.registry().project_usage(&who, &name).await?))
+}
+
+/// Set or remove a project's storage quota (system administrators). A push that would take
+/// the project past it is refused with `DENIED`.
+#[utoipa::path(put, path = "/api/v1/projects/{name}/quota", tag = "lifecycle",
+    params(("name" = String, Path, description = "The project")), request_body = Quota,
+    responses((status = 204), (status = 400, body = Errors), (status = 401, body = Errors),
+              (status = 403, body = Errors), (status = 404, body = Errors)))]
+async fn set_quota(
+    State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
+    let q: Quota = body(&bytes)?;
+    app.registry()
+        .set_project_quota(&who, &name, q.quota_bytes)
+        .await?;
+    let detail = q
+        .quota_bytes
+        .map_or("quota=none".to_string(), |b| format!("quota={b}"));
+    let event = Audit::new(AuditAction::ProjectSettings, name.clone())
+        .project(name)
+        .detail(detail);
+    record(&app, &who, peer, event).await;
+    Ok(no_content())
+}
+
+/// A project's immutable tag patterns (its admins and system administrators).
+#[utoipa::path(get, path = "/api/v1/projects/{name}/immutable-tags", tag = "lifecycle",
+    params(("name" = String, Path, description = "The project")),
+    responses((status = 200, body = TagPatterns), (status = 401, body = Errors),
+              (status = 403, body = Errors), (status = 404, body = Errors)))]
+async fn immutable_tags(
+    State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
+    let settings = app.registry().project_settings(&who, &name).await?;
+    Ok(ok(TagPatterns {
+        patterns: settings.immutable_tags,
+    }))
+}
+
+/// Replace a project's immutable tag patterns (system administrators: the only ones who may
+/// lift a rule).
+#[utoipa::path(put, path = "/api/v1/projects/{name}/immutable-tags", tag = "lifecycle",
+    params(("name" = String, Path, description = "The project")), request_body = TagPatterns,
+    responses((status = 204), (status = 400, body = Errors), (status = 401, body = Errors),
+              (status = 403, body = Errors), (status = 404, body = Errors)))]
+async fn set_immutable_tags(
+    State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
+    let t: TagPatterns = body(&bytes)?;
+    app.registry()
+        .set_immutable_tags(&who, &name, &t.patterns)
+        .await?;
+    let event = Audit::new(AuditAction::ProjectSettings, name.clone())
+        .project(name)
+        .detail(format!("immutable_tags={}", t.patterns.join(",")));
+    record(&app, &who, peer, event).await;
+    Ok(no_content())
 }
 
 // ---- Audit log --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::images::print_table;
 use crate::context::{ClientContext, runtime};
+use crate::time_text::human_size;
 
 /// Manage a berth registry's users, projects, members and robot accounts, with the login
 /// stored by `berth login REGISTRY`.
@@ -111,6 +112,63 @@ enum ProjectCommand {
         #[arg(long)]
         private: bool,
     },
+    /// Show what a project stores: in total (each blob once), and per repository (unique
+    /// and shared bytes).
+    Usage { name: String },
+    /// Set a project's storage quota (system administrators): bytes, or with a unit (500MB,
+    /// 10GiB), or `none`.
+    Quota {
+        name: String,
+        #[arg(value_parser = parse_quota)]
+        size: Quota,
+    },
+    /// Show, set or clear the tag patterns (v*, release-*) whose tags cannot be overwritten
+    /// or deleted once pushed (setting and clearing: system administrators).
+    ImmutableTags {
+        name: String,
+        /// A pattern, `*` and `?` wildcards (repeat for several); replaces the current ones
+        #[arg(long = "set", value_name = "PATTERN", conflicts_with = "clear")]
+        set: Vec<String>,
+        /// Remove every pattern (lifts the rules)
+        #[arg(long)]
+        clear: bool,
+    },
+}
+
+/// A quota given on the command line: `None` for no limit.
+#[derive(Clone, Debug)]
+struct Quota(Option<u64>);
+
+/// `none`, bytes, or a number with a unit: kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB,
+/// TiB (powers of 1024).
+fn parse_quota(text: &str) -> Result<Quota, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(Quota(None));
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: bytes, 500MB, 10GiB or none"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: kB, MB, GB, TB, KiB, MiB, GiB, TiB"
+            ));
+        }
+    };
+    Ok(Quota(Some((number * scale).round() as u64)))
 }
 
 #[derive(clap::Subcommand)]
@@ -224,6 +282,48 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 .await?;
                 let kind = if public { "public" } else { "private" };
                 println!("Project {name} is now {kind}");
+            }
+            AdminCommand::Project(ProjectCommand::Usage { name }) => {
+                let usage =
+                    call(Method::GET, format!("/api/v1/projects/{name}/usage"), None).await?;
+                print_usage(&usage, json);
+            }
+            AdminCommand::Project(ProjectCommand::Quota { name, size }) => {
+                let body = json!({"quota_bytes": size.0});
+                call(
+                    Method::PUT,
+                    format!("/api/v1/projects/{name}/quota"),
+                    Some(body),
+                )
+                .await?;
+                match size.0 {
+                    Some(bytes) => println!("Project {name} may now hold {}", human_size(bytes)),
+                    None => println!("Project {name} has no quota now"),
+                }
+            }
+            AdminCommand::Project(ProjectCommand::ImmutableTags { name, set, clear }) => {
+                let path = format!("/api/v1/projects/{name}/immutable-tags");
+                if clear || !set.is_empty() {
+                    let body = json!({"patterns": set});
+                    call(Method::PUT, path, Some(body)).await?;
+                    if set.is_empty() {
+                        println!("Project {name} has no immutable tags now");
+                    } else {
+                        println!(
+                            "Project {name} keeps these tags immutable: {}",
+                            set.join(" ")
+                        );
+                    }
+                } else {
+                    let patterns = call(Method::GET, path, None).await?;
+                    if json {
+                        println!("{patterns}");
+                    } else {
+                        for p in patterns["patterns"].as_array().into_iter().flatten() {
+                            println!("{}", p.as_str().unwrap_or_default());
+                        }
+                    }
+                }
             }
             AdminCommand::Member(MemberCommand::Add {
                 project,
@@ -340,6 +440,41 @@ async fn set_robot_disabled(
 }
 
 /// A JSON list as a table of `columns` (or as JSON, one object per line).
+/// A project's usage: a total line, then one row per repository.
+fn print_usage(usage: &Value, json: bool) {
+    if json {
+        println!("{usage}");
+        return;
+    }
+    let size = |v: &Value| human_size(v.as_u64().unwrap_or_default());
+    let quota = match usage["quota_bytes"].as_u64() {
+        Some(q) => format!(" of a {} quota", human_size(q)),
+        None => ", no quota".to_string(),
+    };
+    println!(
+        "Project {}: {}{quota} ({} blobs, {} manifests)",
+        usage["project"].as_str().unwrap_or_default(),
+        size(&usage["bytes"]),
+        usage["blobs"],
+        usage["manifests"]
+    );
+    let mut rows = vec![vec![
+        "REPOSITORY".to_string(),
+        "SIZE".into(),
+        "UNIQUE".into(),
+        "SHARED".into(),
+    ]];
+    for r in usage["repositories"].as_array().into_iter().flatten() {
+        rows.push(vec![
+            r["repository"].as_str().unwrap_or_default().to_string(),
+            size(&r["bytes"]),
+            size(&r["unique_bytes"]),
+            size(&r["shared_bytes"]),
+        ]);
+    }
+    print_table(&rows);
+}
+
 fn show(list: &Value, json: bool, columns: &[&str]) {
     let items = list.as_array().cloned().unwrap_or_default();
     if json {

@@ -9,6 +9,7 @@ mod blobs;
 mod discovery;
 mod expiry;
 mod gc;
+mod lifecycle;
 mod manifests;
 mod matrix;
 mod openapi;
