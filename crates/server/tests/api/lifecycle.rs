@@ -522,7 +522,9 @@ async fn usage_equals_a_recount_after_every_step() {
                     .await
                     .expect("DELETE");
                 assert_eq!(r.status(), StatusCode::ACCEPTED);
-                model.tags.get_mut(repo).map(|t| t.remove(&tag));
+                if let Some(tags) = model.tags.get_mut(repo) {
+                    tags.remove(&tag);
+                }
                 format!("untag {repo}:{tag}")
             }
             7 => {
@@ -540,11 +542,12 @@ async fn usage_equals_a_recount_after_every_step() {
                     .await
                     .expect("DELETE");
                 assert_eq!(r.status(), StatusCode::ACCEPTED);
-                model.manifests.get_mut(repo).map(|m| m.remove(&digest));
-                model
-                    .tags
-                    .get_mut(repo)
-                    .map(|t| t.retain(|_, d| *d != digest));
+                if let Some(manifests) = model.manifests.get_mut(repo) {
+                    manifests.remove(&digest);
+                }
+                if let Some(tags) = model.tags.get_mut(repo) {
+                    tags.retain(|_, d| *d != digest);
+                }
                 format!("delete {repo}@{digest}")
             }
             _ => {
