@@ -10,6 +10,7 @@ mod crash;
 mod fsck;
 mod gc;
 mod interop;
+mod lifecycle;
 mod migrate;
 mod real_clients;
 mod replicas_interop;
