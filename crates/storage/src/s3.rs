@@ -124,7 +124,7 @@ impl fmt::Debug for S3Config {
 struct Progress {
     /// Format version.
     v: u8,
-    /// The blob's key, `blobs/<ulid>`, where the multipart upload is open.
+    /// The blob's key, `blobs/<session id>`, where the multipart upload is open.
     key: String,
     /// The S3 multipart upload id.
     upload: String,
