@@ -23,6 +23,8 @@ pub enum Job {
     UploadExpiry,
     /// Garbage collection.
     GarbageCollection,
+    /// Applying the projects' retention policies on their schedule.
+    Retention,
 }
 
 impl Job {
@@ -30,6 +32,7 @@ impl Job {
         match self {
             Job::UploadExpiry => "upload-expiry",
             Job::GarbageCollection => "garbage-collection",
+            Job::Retention => "retention",
         }
     }
 
@@ -41,6 +44,7 @@ impl Job {
             | match self {
                 Job::UploadExpiry => 1,
                 Job::GarbageCollection => 2,
+                Job::Retention => 3,
             }
     }
 }

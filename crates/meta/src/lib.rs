@@ -28,7 +28,7 @@ pub use audit::{AuditEvent, AuditLog, AuditQuery, AuditRecord};
 pub use gc::{Collector, GcBlob, GcLink, GcManifest, GcReference, GcSnapshot};
 pub use inventory::Inventory;
 pub use jobs::{Job, JobLock, Jobs};
-pub use lifecycle::{Lifecycle, ProjectSettings, ProjectUsage, RepositoryUsage};
+pub use lifecycle::{Lifecycle, ProjectSettings, ProjectUsage, RepositoryUsage, TagRecord};
 pub use postgres::PostgresMeta;
 pub use probe::Probe;
 pub use sqlite::SqliteMeta;

@@ -7,7 +7,7 @@
 //! it, and each manifest once.
 
 use async_trait::async_trait;
-use berth_oci::Digest;
+use berth_oci::{Digest, Repository, Tag};
 
 use crate::Result;
 
@@ -18,6 +18,20 @@ pub struct ProjectSettings {
     pub quota_bytes: Option<u64>,
     /// Tag patterns (`v*`, `release-*`) whose tags, once pushed, cannot move or go.
     pub immutable_tags: Vec<String>,
+    /// The retention policy, as JSON (the registry parses it); empty: none.
+    pub retention: String,
+}
+
+/// A tag as retention sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagRecord {
+    pub repository: Repository,
+    pub tag: Tag,
+    pub digest: Digest,
+    /// When the tag was last set (Unix seconds).
+    pub pushed_at: i64,
+    /// When it was last pulled, if recorded.
+    pub pulled_at: Option<i64>,
 }
 
 /// What a project holds.
@@ -66,6 +80,29 @@ pub trait Lifecycle: Send + Sync {
     /// Whether a repository of the project may read the blob already (adding it elsewhere in
     /// the project costs nothing).
     async fn project_has_blob(&self, project: &str, digest: &Digest) -> Result<bool>;
+    /// Replaces the retention policy (JSON; empty: none). `NotFound` without the project.
+    async fn set_retention(&self, project: &str, policy: &str) -> Result<()>;
+    /// Projects with a retention policy.
+    async fn projects_with_retention(&self) -> Result<Vec<String>>;
+    /// Every tag of the project's repositories, with its manifest and times.
+    async fn project_tags(&self, project: &str) -> Result<Vec<TagRecord>>;
+    /// Deletes the tag only if it still names `digest` (a tag pushed again since it was
+    /// judged is not deleted). `false` if nothing was deleted.
+    async fn delete_tag_naming(
+        &self,
+        repository: &Repository,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<bool>;
+    /// Records a pull of the tag at `now`, unless one at or after `since` is recorded already
+    /// (so a busy tag costs one write an interval, not one a pull).
+    async fn record_pull(
+        &self,
+        repository: &Repository,
+        tag: &Tag,
+        now: i64,
+        since: i64,
+    ) -> Result<()>;
 }
 
 /// The SQL condition "repository `r` is in the project": its name is the project, or starts
@@ -107,7 +144,7 @@ macro_rules! impl_lifecycle {
             ) -> $crate::Result<$crate::lifecycle::ProjectSettings> {
                 use sqlx::Row;
                 let row = sqlx::query(
-                    "SELECT quota_bytes, immutable_tags FROM project_settings WHERE project = $1",
+                    "SELECT quota_bytes, immutable_tags, retention FROM project_settings WHERE project = $1",
                 )
                 .bind(project)
                 .fetch_optional(&self.$read)
@@ -124,6 +161,7 @@ macro_rules! impl_lifecycle {
                         .filter(|l| !l.is_empty())
                         .map(str::to_string)
                         .collect(),
+                    retention: row.try_get("retention")?,
                 })
             }
 
@@ -261,6 +299,101 @@ macro_rules! impl_lifecycle {
                         u
                     })
                     .collect())
+            }
+
+            async fn set_retention(&self, project: &str, policy: &str) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO project_settings (project, retention, updated_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (project) DO UPDATE SET retention = excluded.retention,
+                                                         updated_at = excluded.updated_at",
+                )
+                .bind(project)
+                .bind(policy)
+                .bind($crate::unix_now())
+                .execute(&self.$write)
+                .await
+                .map_err($crate::rows::missing(format!("project {project:?}")))?;
+                Ok(())
+            }
+
+            async fn projects_with_retention(&self) -> $crate::Result<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT project FROM project_settings WHERE retention <> '' ORDER BY project",
+                )
+                .fetch_all(&self.$read)
+                .await?)
+            }
+
+            async fn project_tags(&self, project: &str) -> $crate::Result<Vec<$crate::lifecycle::TagRecord>> {
+                use sqlx::Row;
+                use $crate::rows::parse;
+                let (p, low, high) = $crate::lifecycle::project_bounds(project);
+                let rows = sqlx::query(concat!(
+                    "SELECT r.name AS repository, t.name AS tag, m.digest, t.updated_at, t.pulled_at
+                     FROM tags t JOIN repositories r ON r.id = t.repository_id
+                     JOIN manifests m ON m.id = t.manifest_id WHERE ",
+                    $crate::lifecycle::in_project!("r"),
+                    " ORDER BY r.name, t.name"
+                ))
+                .bind(&p)
+                .bind(&low)
+                .bind(&high)
+                .fetch_all(&self.$read)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok($crate::lifecycle::TagRecord {
+                            repository: parse(row.try_get::<&str, _>("repository")?)?,
+                            tag: parse(row.try_get::<&str, _>("tag")?)?,
+                            digest: parse(row.try_get::<&str, _>("digest")?)?,
+                            pushed_at: row.try_get("updated_at")?,
+                            pulled_at: row.try_get("pulled_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete_tag_naming(
+                &self,
+                repository: &berth_oci::Repository,
+                tag: &berth_oci::Tag,
+                digest: &berth_oci::Digest,
+            ) -> $crate::Result<bool> {
+                // One statement: a PUT moving the tag either committed before (the tag names
+                // another manifest now: kept) or waits for this delete and recreates it.
+                let done = sqlx::query(
+                    "DELETE FROM tags WHERE name = $1
+                     AND repository_id = (SELECT id FROM repositories WHERE name = $2)
+                     AND manifest_id = (SELECT m.id FROM manifests m JOIN repositories r ON r.id = m.repository_id
+                                        WHERE r.name = $2 AND m.digest = $3)",
+                )
+                .bind(tag.as_str())
+                .bind(repository.as_str())
+                .bind(digest.to_string())
+                .execute(&self.$write)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn record_pull(
+                &self,
+                repository: &berth_oci::Repository,
+                tag: &berth_oci::Tag,
+                now: i64,
+                since: i64,
+            ) -> $crate::Result<()> {
+                sqlx::query(
+                    "UPDATE tags SET pulled_at = $1 WHERE name = $2
+                     AND repository_id = (SELECT id FROM repositories WHERE name = $3)
+                     AND (pulled_at IS NULL OR pulled_at < $4)",
+                )
+                .bind(now)
+                .bind(tag.as_str())
+                .bind(repository.as_str())
+                .bind(since)
+                .execute(&self.$write)
+                .await?;
+                Ok(())
             }
 
             async fn project_has_blob(&self, project: &str, digest: &berth_oci::Digest) -> $crate::Result<bool> {

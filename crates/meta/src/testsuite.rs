@@ -1109,4 +1109,77 @@ async fn lifecycle(meta: &dyn MetaStore) {
         .expect("same again");
     meta.put_manifest(&a, &second).await.expect("rule lifted");
     assert_eq!(tagged("v1").await, Some(second.digest.clone()));
+
+    // Retention: the policy round-trips; tags come with their times; a pull is recorded once
+    // an interval; a tag is deleted only while it names the manifest it was judged by.
+    meta.set_retention("lq", r#"{"rules":[]}"#)
+        .await
+        .expect("policy");
+    assert_eq!(
+        meta.project_settings("lq")
+            .await
+            .expect("settings")
+            .retention,
+        r#"{"rules":[]}"#
+    );
+    assert!(
+        meta.projects_with_retention()
+            .await
+            .expect("projects")
+            .contains(&"lq".to_string())
+    );
+    let tags = meta.project_tags("lq").await.expect("tags");
+    let names: Vec<String> = tags
+        .iter()
+        .map(|t| format!("{}:{}", t.repository, t.tag))
+        .collect();
+    assert_eq!(names, ["lq/a:1", "lq/a:other", "lq/a:v1", "lq/b/deep:1"]);
+    assert!(
+        tags.iter()
+            .all(|t| t.pulled_at.is_none() && t.pushed_at > 0)
+    );
+    let now = crate::unix_now();
+    meta.record_pull(&a, &tag("v1"), now, now - 3600)
+        .await
+        .expect("pull");
+    meta.record_pull(&a, &tag("v1"), now + 10, now - 3600)
+        .await
+        .expect("pull again");
+    let pulled = |tags: Vec<crate::TagRecord>| {
+        tags.into_iter()
+            .find(|t| t.tag.as_str() == "v1")
+            .and_then(|t| t.pulled_at)
+    };
+    assert_eq!(
+        pulled(meta.project_tags("lq").await.expect("tags")),
+        Some(now),
+        "within the interval"
+    );
+    meta.record_pull(&a, &tag("v1"), now + 4000, now + 1)
+        .await
+        .expect("later");
+    assert_eq!(
+        pulled(meta.project_tags("lq").await.expect("tags")),
+        Some(now + 4000)
+    );
+    assert!(
+        !meta
+            .delete_tag_naming(&a, &tag("v1"), &first.digest)
+            .await
+            .expect("moved since")
+    );
+    assert!(
+        meta.delete_tag_naming(&a, &tag("v1"), &second.digest)
+            .await
+            .expect("delete")
+    );
+    assert_eq!(tagged("v1").await, None);
+    meta.set_retention("lq", "").await.expect("no policy");
+    assert!(
+        !meta
+            .projects_with_retention()
+            .await
+            .expect("projects")
+            .contains(&"lq".to_string())
+    );
 }
