@@ -24,14 +24,11 @@ use std::time::{Duration, Instant};
 use berth_meta::{BlobRecord, GcSnapshot, Job};
 use berth_oci::Digest;
 use berth_storage::BlobKey;
-use futures_util::StreamExt;
 
 use crate::{Registry, Result};
 
-/// Rows deleted per database transaction.
+/// Rows deleted per database transaction (and objects per storage batch).
 const BATCH: usize = 200;
-/// Storage deletions in flight.
-const PARALLEL_DELETES: usize = 16;
 
 #[derive(Clone, Debug)]
 pub struct GcOptions {
@@ -226,23 +223,24 @@ impl Registry {
 
     /// Deletes the objects of blob rows already deleted; returns how many storage refused.
     async fn delete_objects(&self, rows: Vec<BlobRecord>) -> u64 {
-        let failures = futures_util::stream::iter(rows)
-            .map(|row| async move {
-                let deleted = match BlobKey::parse(&row.storage_key) {
-                    Ok(key) => self.blobs.delete(&key).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = &deleted {
+        let mut keys = Vec::with_capacity(rows.len());
+        let mut failed = 0;
+        for row in &rows {
+            match BlobKey::parse(&row.storage_key) {
+                Ok(key) => keys.push(key),
+                Err(e) => {
+                    failed += 1;
                     tracing::warn!(digest = %row.digest, key = row.storage_key, error = %e,
-                        "garbage collection could not delete a blob's object; `berth fsck --repair` will");
+                        "garbage collection will not delete an object under a name berth would not write");
                 }
-                deleted.is_err()
-            })
-            .buffer_unordered(PARALLEL_DELETES)
-            .filter(|failed| std::future::ready(*failed))
-            .count()
-            .await;
-        failures as u64
+            }
+        }
+        let errors = self.blobs.delete_many(&keys).await;
+        for e in &errors {
+            tracing::warn!(error = %e,
+                "garbage collection could not delete a blob's object; `berth fsck --repair` will");
+        }
+        failed + errors.len() as u64
     }
 }
 

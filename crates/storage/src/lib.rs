@@ -172,6 +172,19 @@ pub trait UploadStore: Send + Sync {
 pub trait BlobRemover: Send + Sync {
     /// Deletes a blob. Idempotent.
     async fn delete(&self, key: &BlobKey) -> Result<()>;
+
+    /// Deletes many blobs (garbage collection); returns the failures, the rest are gone.
+    /// Idempotent. By default 16 deletes at a time; S3 sends them in batches of up to 1,000
+    /// keys a request (`DeleteObjects`).
+    async fn delete_many(&self, keys: &[BlobKey]) -> Vec<StorageError> {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(0..keys.len())
+            .map(|i| self.delete(&keys[i]))
+            .buffer_unordered(16)
+            .filter_map(|r| std::future::ready(r.err()))
+            .collect()
+            .await
+    }
 }
 
 /// A blob object as the backend holds it, whatever the database says of it.

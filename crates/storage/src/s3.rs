@@ -681,6 +681,22 @@ impl BlobRemover for S3Store {
             Err(e) => Err(backend(e)),
         }
     }
+
+    /// `DeleteObjects` with up to 1,000 keys a request (object_store's `delete_stream`).
+    async fn delete_many(&self, keys: &[BlobKey]) -> Vec<StorageError> {
+        let locations: Vec<object_store::Result<Path>> =
+            keys.iter().map(|k| Ok(Path::from(k.as_str()))).collect();
+        self.s3
+            .delete_stream(futures_util::stream::iter(locations).boxed())
+            .filter_map(|r| {
+                std::future::ready(match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => None,
+                    Err(e) => Some(backend(e)),
+                })
+            })
+            .collect()
+            .await
+    }
 }
 
 #[async_trait]

@@ -4,7 +4,7 @@ use berth_oci::{Digest, DigestHasher};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
-use crate::{BlobStore, ByteRange, ByteStream, StorageError, UploadState};
+use crate::{BlobKey, BlobStore, ByteRange, ByteStream, StorageError, UploadState};
 
 async fn collect(mut s: ByteStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -220,7 +220,18 @@ async fn commits_of_one_digest_are_separate(store: &dyn BlobStore) {
         collect(store.open(&keys[1], None).await.expect("open")).await,
         data
     );
-    store.delete(&keys[1]).await.expect("delete");
+    // Many at once, a missing one among them: no failure, all gone.
+    let third = BlobKey::parse("blobs/never/written").expect("key");
+    assert!(
+        store
+            .delete_many(&[keys[1].clone(), third])
+            .await
+            .is_empty()
+    );
+    assert!(matches!(
+        store.open(&keys[1], None).await.err(),
+        Some(StorageError::NotFound(_))
+    ));
 }
 
 /// Bytes without a short period: long enough to span parts of S3's smallest size, so a
