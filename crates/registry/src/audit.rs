@@ -37,12 +37,14 @@ pub enum AuditAction {
     RobotDelete,
     /// A garbage collection run, with what it freed.
     GarbageCollection,
-    /// A project's quota or immutable tag rules changed.
+    /// A project's quota, immutable tag or retention rules changed.
     ProjectSettings,
+    /// A tag deleted by the project's retention policy.
+    RetentionDelete,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 20] = [
+    pub const ALL: [AuditAction; 21] = [
         AuditAction::Push,
         AuditAction::DeleteTag,
         AuditAction::DeleteManifest,
@@ -63,6 +65,7 @@ impl AuditAction {
         AuditAction::RobotDelete,
         AuditAction::GarbageCollection,
         AuditAction::ProjectSettings,
+        AuditAction::RetentionDelete,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +90,7 @@ impl AuditAction {
             AuditAction::RobotDelete => "robot.delete",
             AuditAction::GarbageCollection => "gc",
             AuditAction::ProjectSettings => "project.settings",
+            AuditAction::RetentionDelete => "retention.delete",
         }
     }
 }

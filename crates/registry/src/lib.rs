@@ -15,6 +15,7 @@ mod listings;
 mod manifests;
 pub mod passwords;
 pub mod permissions;
+pub mod retention;
 pub mod token;
 mod uploads;
 
@@ -56,6 +57,8 @@ pub struct Registry {
     limits: Limits,
     /// Upload sessions with a request in flight in this process: one writer per session.
     busy_uploads: Mutex<HashSet<String>>,
+    /// Tags whose pull this process recorded, and when (pulls are recorded once an hour).
+    recent_pulls: Mutex<std::collections::HashMap<(String, String), i64>>,
 }
 
 impl Registry {
@@ -71,6 +74,7 @@ impl Registry {
             access,
             limits,
             busy_uploads: Mutex::new(HashSet::new()),
+            recent_pulls: Mutex::new(std::collections::HashMap::new()),
         }
     }
 

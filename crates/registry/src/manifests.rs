@@ -52,7 +52,13 @@ impl Registry {
         reference: &ManifestRef,
     ) -> Result<StoredManifest> {
         let found = match reference {
-            ManifestRef::Tag(tag) => self.meta.tagged_manifest(repository, tag).await?,
+            ManifestRef::Tag(tag) => {
+                let found = self.meta.tagged_manifest(repository, tag).await?;
+                if found.is_some() {
+                    self.note_pull(repository, tag);
+                }
+                found
+            }
             ManifestRef::Digest(digest) => self.meta.manifest(repository, digest).await?,
         };
         match found {

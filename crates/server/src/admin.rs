@@ -92,6 +92,8 @@ fn api() -> OpenApiRouter<App> {
         .routes(routes!(project_usage))
         .routes(routes!(set_quota))
         .routes(routes!(immutable_tags, set_immutable_tags))
+        .routes(routes!(retention_policy, set_retention_policy))
+        .routes(routes!(run_retention))
         .routes(routes!(signup))
 }
 
@@ -952,6 +954,101 @@ async fn set_immutable_tags(
         .detail(format!("immutable_tags={}", t.patterns.join(",")));
     record(&app, &who, peer, event).await;
     Ok(no_content())
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RetentionRun {
+    /// Report what would go; delete nothing.
+    dry_run: bool,
+}
+
+/// A project's retention policy (its admins and system administrators): `{"rules": [...]}`,
+/// each rule with `repositories` and `tags` patterns (default `*`) and exactly one of
+/// `keep_last` (N), `keep_pushed_within_days`, `keep_pulled_within_days`, `keep_always`.
+#[utoipa::path(get, path = "/api/v1/projects/{name}/retention", tag = "lifecycle",
+    params(("name" = String, Path, description = "The project")),
+    responses((status = 200, description = "The policy", body = Object),
+              (status = 401, body = Errors), (status = 403, body = Errors),
+              (status = 404, body = Errors)))]
+async fn retention_policy(
+    State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
+    Ok(ok(app.registry().retention_policy(&who, &name).await?))
+}
+
+/// Replace a project's retention policy (its admins and system administrators); no rules:
+/// none. It is applied on the `[retention]` schedule, or at once with `.../retention/run`.
+#[utoipa::path(put, path = "/api/v1/projects/{name}/retention", tag = "lifecycle",
+    params(("name" = String, Path, description = "The project")),
+    request_body(content = Object, description = "The policy"),
+    responses((status = 204), (status = 400, body = Errors), (status = 401, body = Errors),
+              (status = 403, body = Errors), (status = 404, body = Errors)))]
+async fn set_retention_policy(
+    State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::BadRequest("the policy is not UTF-8 JSON".into()))?;
+    let policy = berth_registry::retention::RetentionPolicy::parse(text)?;
+    app.registry()
+        .set_retention_policy(&who, &name, &policy)
+        .await?;
+    let detail = serde_json::to_string(&policy).unwrap_or_default();
+    let event = Audit::new(AuditAction::ProjectSettings, name.clone())
+        .project(name)
+        .detail(format!("retention={detail}"));
+    record(&app, &who, peer, event).await;
+    Ok(no_content())
+}
+
+/// Apply a project's retention policy now (its admins and system administrators); with
+/// `dry_run`, only report. The report: `tags` (looked at), `deleted` (repository, tag, digest
+/// of each), `immutable` (kept by an immutable rule), `moved` (pushed again meanwhile: kept).
+#[utoipa::path(post, path = "/api/v1/projects/{name}/retention/run", tag = "lifecycle",
+    params(("name" = String, Path, description = "The project")), request_body = RetentionRun,
+    responses((status = 200, description = "The report", body = Object),
+              (status = 400, body = Errors), (status = 401, body = Errors),
+              (status = 403, body = Errors), (status = 404, body = Errors)))]
+async fn run_retention(
+    State(app): State<App>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    let who = caller(&app, &headers, peer).await?;
+    let run: RetentionRun = if bytes.is_empty() {
+        RetentionRun::default()
+    } else {
+        body(&bytes)?
+    };
+    let report = app
+        .registry()
+        .run_retention(&who, &name, run.dry_run, &actor_name(&who))
+        .await;
+    let metrics = app.metrics();
+    match &report {
+        Ok(r) if !r.dry_run => {
+            metrics.retention_runs.inc();
+            metrics
+                .retention_tags_deleted
+                .inc_by(r.deleted.len() as u64);
+        }
+        Ok(_) => {}
+        Err(_) => {
+            metrics.retention_failures.inc();
+        }
+    }
+    Ok(ok(report?))
 }
 
 // ---- Audit log --------------------------------------------------------------------------

@@ -41,6 +41,27 @@ pub struct Config {
     pub uploads: UploadsConfig,
     /// Scheduled garbage collection.
     pub gc: GcConfig,
+    /// Scheduled retention policies.
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: applying the projects' retention policies on a schedule (the API runs one
+/// project's at once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub enabled: bool,
+    /// Seconds between runs (every replica keeps the schedule; one at a time applies).
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 24 * 60 * 60,
+        }
+    }
 }
 
 /// `[gc]`: garbage collection on a schedule (`berth gc` and `POST /api/v1/gc` run it at once).
@@ -237,6 +258,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             uploads: UploadsConfig::default(),
             gc: GcConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -295,6 +317,12 @@ impl Config {
         }
         crate::client_addr::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(ConfigError::Invalid)?;
+        if self.retention.interval_secs == 0 {
+            return invalid(
+                "[retention] interval_secs must be at least 1 (enabled = false turns it off)"
+                    .into(),
+            );
+        }
         if self.gc.interval_secs == 0 {
             return invalid(
                 "[gc] interval_secs must be at least 1 (enabled = false turns the schedule off)"

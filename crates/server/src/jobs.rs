@@ -1,6 +1,6 @@
 //! The background work of `berth serve`, beside the requests: upload expiry, pruning the
-//! login limiter's quiet records, and scheduled garbage collection. Every replica runs the
-//! loops; upload expiry and GC take their database locks, so one replica at a time does that
+//! login limiter's quiet records, scheduled garbage collection and retention. Every replica
+//! runs the loops; upload expiry, GC and retention take their database locks, so one replica at a time does that
 //! work and the others skip their turn (pruning is one idempotent statement and needs no
 //! lock).
 
@@ -25,9 +25,44 @@ impl Drop for BackgroundJobs {
 pub(crate) fn start(app: App) -> BackgroundJobs {
     let mut jobs = vec![tokio::spawn(housekeeping(app.clone()))];
     if app.config().gc.enabled {
-        jobs.push(tokio::spawn(scheduled_gc(app)));
+        jobs.push(tokio::spawn(scheduled_gc(app.clone())));
+    }
+    if app.config().retention.enabled {
+        jobs.push(tokio::spawn(scheduled_retention(app)));
     }
     BackgroundJobs(jobs)
+}
+
+async fn scheduled_retention(app: App) {
+    let period = Duration::from_secs(app.config().retention.interval_secs);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let metrics = app.metrics();
+        match app.registry().apply_all_retention().await {
+            Ok(Some(reports)) => {
+                for r in reports {
+                    metrics.retention_runs.inc();
+                    metrics
+                        .retention_tags_deleted
+                        .inc_by(r.deleted.len() as u64);
+                    tracing::info!(
+                        project = r.project,
+                        tags = r.tags,
+                        deleted = r.deleted.len(),
+                        immutable = r.immutable,
+                        "retention policy applied"
+                    );
+                }
+            }
+            Ok(None) => tracing::debug!("retention runs on another replica"),
+            Err(e) => {
+                metrics.retention_failures.inc();
+                tracing::warn!(error = %e, "retention failed");
+            }
+        }
+    }
 }
 
 async fn scheduled_gc(app: App) {

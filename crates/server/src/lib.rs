@@ -34,7 +34,8 @@ use tokio::net::TcpListener;
 
 pub use check::{ConfigCheck, check_config};
 pub use config::{
-    AuthConfig, Config, ConfigError, DatabaseConfig, GcConfig, StorageConfig, UploadsConfig,
+    AuthConfig, Config, ConfigError, DatabaseConfig, GcConfig, RetentionConfig, StorageConfig,
+    UploadsConfig,
 };
 pub use endpoint::Endpoint;
 pub use error::ApiError;

@@ -27,6 +27,10 @@ pub struct Metrics {
     /// expiry runs.
     pub upload_expiry_failures: Counter,
     pub gc: GcMetrics,
+    /// Scheduled and API retention runs, and the tags they deleted.
+    pub retention_runs: Counter,
+    pub retention_failures: Counter,
+    pub retention_tags_deleted: Counter,
 }
 
 /// Garbage collection, as run by this process (schedule and admin API).
@@ -138,9 +142,29 @@ impl Default for Metrics {
         );
         let gc = GcMetrics::default();
         gc.register(&mut registry);
+        let (retention_runs, retention_failures, retention_tags_deleted) =
+            (Counter::default(), Counter::default(), Counter::default());
+        registry.register(
+            "retention_runs",
+            "Retention policy applications (a project each)",
+            retention_runs.clone(),
+        );
+        registry.register(
+            "retention_failures",
+            "Retention runs that stopped on an error",
+            retention_failures.clone(),
+        );
+        registry.register(
+            "retention_tags_deleted",
+            "Tags deleted by retention policies",
+            retention_tags_deleted.clone(),
+        );
         Self {
             registry,
             gc,
+            retention_runs,
+            retention_failures,
+            retention_tags_deleted,
             requests,
             latency,
             bytes_received,

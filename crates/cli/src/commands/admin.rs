@@ -133,6 +133,24 @@ enum ProjectCommand {
         #[arg(long)]
         clear: bool,
     },
+    /// Show, set or clear a project's retention policy, or apply it now (`--run`). A policy
+    /// is JSON: {"rules":[{"keep_last":10},{"tags":"release-*","keep_always":true},
+    /// {"keep_pulled_within_days":30}]}; every tag no rule keeps is deleted.
+    Retention {
+        name: String,
+        /// The policy, as JSON (`@FILE` reads it from a file)
+        #[arg(long, value_name = "JSON", conflicts_with_all = ["clear", "run"])]
+        set: Option<String>,
+        /// Remove the policy
+        #[arg(long, conflicts_with = "run")]
+        clear: bool,
+        /// Apply the policy now
+        #[arg(long)]
+        run: bool,
+        /// With --run: show what would be deleted, delete nothing
+        #[arg(long, requires = "run")]
+        dry_run: bool,
+    },
 }
 
 /// A quota given on the command line: `None` for no limit.
@@ -325,6 +343,44 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            AdminCommand::Project(ProjectCommand::Retention {
+                name,
+                set,
+                clear,
+                run,
+                dry_run,
+            }) => {
+                let path = format!("/api/v1/projects/{name}/retention");
+                if run {
+                    let body = json!({"dry_run": dry_run});
+                    let report = call(Method::POST, format!("{path}/run"), Some(body)).await?;
+                    print_retention(&report, json);
+                } else if clear || set.is_some() {
+                    let policy: Value = match set.as_deref() {
+                        Some(text) => {
+                            let text = match text.strip_prefix('@') {
+                                Some(file) => std::fs::read_to_string(file)?,
+                                None => text.to_string(),
+                            };
+                            serde_json::from_str(&text)
+                                .map_err(|e| anyhow::anyhow!("the policy is not JSON: {e}"))?
+                        }
+                        None => json!({"rules": []}),
+                    };
+                    call(Method::PUT, path, Some(policy)).await?;
+                    println!(
+                        "{}",
+                        if clear {
+                            format!("Project {name} has no retention policy now")
+                        } else {
+                            format!("Retention policy of project {name} set")
+                        }
+                    );
+                } else {
+                    let policy = call(Method::GET, path, None).await?;
+                    println!("{}", serde_json::to_string_pretty(&policy)?);
+                }
+            }
             AdminCommand::Member(MemberCommand::Add {
                 project,
                 user,
@@ -440,6 +496,32 @@ async fn set_robot_disabled(
 }
 
 /// A JSON list as a table of `columns` (or as JSON, one object per line).
+/// What a retention run deleted (or would).
+fn print_retention(report: &Value, json: bool) {
+    if json {
+        println!("{report}");
+        return;
+    }
+    let dry = report["dry_run"].as_bool().unwrap_or(false);
+    let deleted = report["deleted"].as_array().cloned().unwrap_or_default();
+    for d in &deleted {
+        println!(
+            "{} {}:{} ({})",
+            if dry { "would delete" } else { "deleted" },
+            d["repository"].as_str().unwrap_or_default(),
+            d["tag"].as_str().unwrap_or_default(),
+            d["digest"].as_str().unwrap_or_default()
+        );
+    }
+    println!(
+        "{} tag(s) looked at, {} {}, {} kept as immutable",
+        report["tags"],
+        deleted.len(),
+        if dry { "would go" } else { "deleted" },
+        report["immutable"]
+    );
+}
+
 /// A project's usage: a total line, then one row per repository.
 fn print_usage(usage: &Value, json: bool) {
     if json {

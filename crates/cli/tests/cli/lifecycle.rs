@@ -1,5 +1,6 @@
-//! Project quotas, usage and immutable tags with the real binary and skopeo: `berth admin
-//! project quota|usage|immutable-tags`, and what skopeo sees when a push breaks a rule.
+//! Project quotas, usage, immutable tags and retention with the real binary and skopeo:
+//! `berth admin project quota|usage|immutable-tags|retention`, what skopeo sees when a push
+//! breaks a rule, and the tags it lists after a retention run.
 
 use std::path::Path;
 use std::process::Command;
@@ -25,7 +26,7 @@ fn copy(layout: &Path, tag: &str, dest: &str, policy: &Path) -> std::process::Ou
 }
 
 #[test]
-fn quotas_usage_and_immutable_tags_through_the_cli_and_skopeo() {
+fn quotas_usage_immutable_tags_and_retention_through_the_cli_and_skopeo() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start_with_env(
         &dir.path().join("data"),
@@ -101,4 +102,45 @@ fn quotas_usage_and_immutable_tags_through_the_cli_and_skopeo() {
         let out = copy(&source, tag, &dest(to), &policy);
         assert!(out.status.success(), "{}", text(&out));
     }
+
+    // Retention: keep the v* tags; a dry run lists what would go, the run deletes it, and
+    // skopeo sees what is left.
+    let said = berth_admin(&[
+        "project",
+        "retention",
+        "team",
+        "--set",
+        r#"{"rules":[{"tags":"v*","keep_always":true}]}"#,
+    ]);
+    assert!(
+        said.contains("Retention policy of project team set"),
+        "{said}"
+    );
+    let shown = berth_admin(&["project", "retention", "team"]);
+    assert!(shown.contains("\"keep_always\": true"), "{shown}");
+    let dry = berth_admin(&["project", "retention", "team", "--run", "--dry-run"]);
+    for line in [
+        "would delete team/app:big",
+        "would delete team/app:latest",
+        "3 tag(s) looked at, 2 would go",
+    ] {
+        assert!(dry.contains(line), "{line:?} not in {dry}");
+    }
+    let run = berth_admin(&["project", "retention", "team", "--run"]);
+    assert!(run.contains("2 deleted"), "{run}");
+    let out = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            "--creds",
+            "admin:admin-pw-1",
+        ])
+        .arg(format!("docker://{addr}/team/app"))
+        .output()
+        .expect("skopeo list-tags");
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("tags json");
+    assert_eq!(listed["Tags"], serde_json::json!(["v1"]));
+    let said = berth_admin(&["project", "retention", "team", "--clear"]);
+    assert!(said.contains("no retention policy"), "{said}");
 }

@@ -605,3 +605,222 @@ async fn usage_equals_a_recount_after_every_step() {
     }
     assert!(gcs > 0, "the sequence never collected garbage");
 }
+
+/// Sets a tag's push and pull times, `days` ago, in the database the servers share.
+async fn backdate(
+    app: &TestApp,
+    repo: &str,
+    tag: &str,
+    pushed_days: i64,
+    pulled_days: Option<i64>,
+) {
+    use sqlx::Connection as _;
+    let now = berth_meta::unix_now();
+    let day = 24 * 60 * 60;
+    let sql = "UPDATE tags SET updated_at = $1, pulled_at = $2 WHERE name = $3
+               AND repository_id = (SELECT id FROM repositories WHERE name = $4)";
+    let (pushed, pulled) = (now - pushed_days * day, pulled_days.map(|d| now - d * day));
+    let url = &app.config.database.url;
+    let done = if url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+        let query = sqlx::query(sql)
+            .bind(pushed)
+            .bind(pulled)
+            .bind(tag)
+            .bind(repo);
+        query.execute(&mut c).await.expect("update").rows_affected()
+    } else {
+        let path = app.config.data_dir.join("meta.db");
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("connect");
+        let query = sqlx::query(sql)
+            .bind(pushed)
+            .bind(pulled)
+            .bind(tag)
+            .bind(repo);
+        query.execute(&mut c).await.expect("update").rows_affected()
+    };
+    assert_eq!(done, 1, "{repo}:{tag}");
+}
+
+async fn tags(app: &TestApp, repo: &str) -> Vec<String> {
+    let body: Value = app
+        .get(&format!("/v2/{repo}/tags/list"))
+        .await
+        .json()
+        .await
+        .expect("tags");
+    body["tags"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn retention_deletes_the_tags_no_rule_keeps() {
+    let app = start().await;
+    let mut digests = BTreeMap::new();
+    for (repo, tag) in [
+        ("team/app", "1.0"),
+        ("team/app", "1.1"),
+        ("team/app", "1.2"),
+        ("team/app", "1.3"),
+        ("team/app", "release-1"),
+        ("team/web", "old"),
+    ] {
+        let (_, digest) = app.push_image(repo, tag, &format!("{repo}:{tag}")).await;
+        digests.insert(tag, digest);
+    }
+    // A pull is recorded (off the request's path: wait for it).
+    let r = app.get("/v2/team/app/manifests/1.1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let meta = app.meta().await;
+    let mut recorded = false;
+    for _ in 0..50 {
+        let tags = meta.project_tags("team").await.expect("tags");
+        if tags
+            .iter()
+            .any(|t| t.tag.as_str() == "1.1" && t.pulled_at.is_some())
+        {
+            recorded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recorded, "the pull of 1.1 was not recorded");
+    assert!(
+        meta.project_tags("team")
+            .await
+            .expect("tags")
+            .iter()
+            .filter(|t| t.pulled_at.is_some())
+            .count()
+            == 1,
+        "only the pulled tag has a pull time"
+    );
+    for (tag, pushed, pulled) in [
+        ("1.0", 40, None),
+        ("1.1", 30, Some(1)),
+        ("1.2", 20, None),
+        ("1.3", 10, None),
+        ("release-1", 50, None),
+    ] {
+        backdate(&app, "team/app", tag, pushed, pulled).await;
+    }
+    backdate(&app, "team/web", "old", 400, None).await;
+
+    let r = api(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/team/retention",
+        Some(json!({"rules": [{"keep_last": 1, "keep_always": true}]})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let policy = json!({"rules": [
+        {"repositories": "team/app", "keep_last": 1},
+        {"repositories": "team/app", "tags": "release-*", "keep_always": true},
+        {"repositories": "team/app", "keep_pulled_within_days": 7}
+    ]});
+    let r = api(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/team/retention",
+        Some(policy.clone()),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // Read back with the defaults filled in.
+    let r = api(&app, Method::GET, "/api/v1/projects/team/retention", None).await;
+    let mut expected = policy.clone();
+    expected["rules"][0]["tags"] = "*".into();
+    expected["rules"][2]["tags"] = "*".into();
+    assert_eq!(r.json::<Value>().await.expect("policy"), expected);
+    let r = api(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/team/immutable-tags",
+        Some(json!({"patterns": ["1.0"]})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    // Dry run: 1.2 would go (1.0 is immutable); nothing changes.
+    let r = api(
+        &app,
+        Method::POST,
+        "/api/v1/projects/team/retention/run",
+        Some(json!({"dry_run": true})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.expect("report");
+    assert_eq!(
+        report["deleted"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(report["deleted"][0]["tag"], "1.2");
+    assert_eq!(
+        (report["tags"].as_u64(), report["immutable"].as_u64()),
+        (Some(6), Some(1))
+    );
+    assert_eq!(tags(&app, "team/app").await.len(), 5);
+
+    let r = api(
+        &app,
+        Method::POST,
+        "/api/v1/projects/team/retention/run",
+        None,
+    )
+    .await;
+    let report: Value = r.json().await.expect("report");
+    assert_eq!(
+        report["deleted"][0]["digest"],
+        digests["1.2"].as_str(),
+        "{report}"
+    );
+    assert_eq!(
+        tags(&app, "team/app").await,
+        ["1.0", "1.1", "1.3", "release-1"]
+    );
+    assert_eq!(
+        tags(&app, "team/web").await,
+        ["old"],
+        "no rule covers team/web"
+    );
+    let events: Value = app
+        .get("/api/v1/audit?action=retention.delete")
+        .await
+        .json()
+        .await
+        .expect("audit");
+    assert_eq!(events.as_array().map(Vec::len), Some(1), "{events}");
+    assert_eq!(
+        events[0]["resource"],
+        format!("team/app:1.2@{}", digests["1.2"])
+    );
+    assert_eq!(events[0]["project"], "team");
+    // The manifest it untagged is garbage collection's.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let options = GcOptions {
+        grace: Duration::ZERO,
+        delete_untagged: true,
+        dry_run: false,
+    };
+    let gc = app
+        .app
+        .services()
+        .collect_garbage(&options)
+        .await
+        .expect("gc")
+        .expect("ran");
+    assert_eq!(gc.manifests.len(), 1, "{gc:?}");
+    assert_eq!(gc.manifests[0].digest.to_string(), digests["1.2"]);
+}
