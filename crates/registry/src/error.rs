@@ -41,6 +41,12 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     Denied(String),
+    /// A push that would take the project past its storage quota (`DENIED`).
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// A push or delete that would move or remove an immutable tag (`DENIED`).
+    #[error("{0}")]
+    TagImmutable(String),
     /// A request the registry understands but refuses as given (a too-long password, ...).
     #[error("{0}")]
     Invalid(String),

@@ -88,7 +88,7 @@ impl Registry {
         }
         let used = self.meta.project_usage(project).await?.bytes();
         if used.saturating_add(growth.max(1)) > limit {
-            return Err(Error::Denied(format!(
+            return Err(Error::QuotaExceeded(format!(
                 "project {project} is over its storage quota: limit {limit} bytes, usage {used} \
                  bytes, this push needs {growth} more"
             )));
@@ -153,7 +153,7 @@ impl Registry {
 
     /// The `DENIED` error for an immutable tag.
     pub(crate) fn immutable_error(repository: &Repository, tag: &Tag) -> Error {
-        Error::Denied(format!(
+        Error::TagImmutable(format!(
             "tag {tag} of {repository} is immutable (a rule of project {}): it cannot be \
              overwritten or deleted; a system administrator can lift the rule",
             repository.project()

@@ -70,7 +70,9 @@ impl ApiError {
                 Error::ManifestTooLarge { .. } => ("SIZE_INVALID", S::PAYLOAD_TOO_LARGE),
                 Error::SizeInvalid(_) => ("SIZE_INVALID", S::BAD_REQUEST),
                 Error::Unsupported(_) => ("UNSUPPORTED", S::BAD_REQUEST),
-                Error::Denied(_) => ("DENIED", S::FORBIDDEN),
+                Error::Denied(_) | Error::QuotaExceeded(_) | Error::TagImmutable(_) => {
+                    ("DENIED", S::FORBIDDEN)
+                }
                 Error::Invalid(_) => ("UNSUPPORTED", S::BAD_REQUEST),
                 Error::Body(_) => ("BLOB_UPLOAD_INVALID", S::BAD_REQUEST),
                 // Management API: a taken or missing name.

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub retention_runs: Counter,
     pub retention_failures: Counter,
     pub retention_tags_deleted: Counter,
+    /// Pushes refused for a project's quota, and pushes or deletes refused for an immutable
+    /// tag.
+    pub quota_refusals: Counter,
+    pub immutable_refusals: Counter,
 }
 
 /// Garbage collection, as run by this process (schedule and admin API).
@@ -154,6 +158,17 @@ impl Default for Metrics {
             "Retention runs that stopped on an error",
             retention_failures.clone(),
         );
+        let (quota_refusals, immutable_refusals) = (Counter::default(), Counter::default());
+        registry.register(
+            "quota_refusals",
+            "Pushes refused because the project would pass its storage quota",
+            quota_refusals.clone(),
+        );
+        registry.register(
+            "immutable_tag_refusals",
+            "Pushes and deletes refused because they would move or remove an immutable tag",
+            immutable_refusals.clone(),
+        );
         registry.register(
             "retention_tags_deleted",
             "Tags deleted by retention policies",
@@ -165,6 +180,8 @@ impl Default for Metrics {
             retention_runs,
             retention_failures,
             retention_tags_deleted,
+            quota_refusals,
+            immutable_refusals,
             requests,
             latency,
             bytes_received,

@@ -59,6 +59,15 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
         },
         Err(e) => Err(e),
     };
+    match &result {
+        Err(ApiError::Registry(berth_registry::Error::QuotaExceeded(_))) => {
+            app.metrics().quota_refusals.inc();
+        }
+        Err(ApiError::Registry(berth_registry::Error::TagImmutable(_))) => {
+            app.metrics().immutable_refusals.inc();
+        }
+        _ => {}
+    }
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     if method == Method::HEAD {
         // HEAD answers carry the headers of GET, never a body (not even an error document).

@@ -504,3 +504,22 @@ fn walk_files(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+/// A metric's value, summed over the replicas.
+pub async fn metric(app: &TestApp, name: &str) -> f64 {
+    let mut total = 0.0;
+    for replica in &app.replicas {
+        let text = reqwest::get(format!("http://{replica}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        total += text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+    }
+    total
+}

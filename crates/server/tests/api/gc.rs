@@ -340,25 +340,6 @@ async fn pushes_during_collections_lose_nothing() {
     assert_fsck_clean(&app).await;
 }
 
-/// A metric's value, summed over the replicas.
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let mut total = 0.0;
-    for replica in &app.replicas {
-        let text = reqwest::get(format!("http://{replica}/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        total += text
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {name} in {text}"));
-    }
-    total
-}
-
 #[tokio::test]
 async fn system_admins_collect_through_the_api() {
     let mut app = TestApp::start_with(|c| {

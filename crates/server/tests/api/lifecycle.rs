@@ -125,6 +125,7 @@ async fn quotas_count_each_blob_once_and_refuse_what_does_not_fit() {
         .expect("HEAD");
     assert_eq!(head.status(), StatusCode::NOT_FOUND);
     assert_eq!(usage(&app).await["bytes"], 60_000);
+    assert_eq!(metric(&app, "berth_quota_refusals_total").await, 1.0);
     // A mount from another project is a push too.
     let r = api(
         &app,
