@@ -85,13 +85,29 @@ pub struct FsckReport {
     /// Orphans `repair` left: an upload committing to them, a row naming them by now, or a
     /// failed delete (logged).
     pub kept: u64,
+    /// Projects whose storage usage (what quotas are checked against) was recounted.
+    pub projects: u64,
+    /// Projects whose reported usage differs from the recount.
+    pub usage_faults: Vec<UsageFault>,
+}
+
+/// A project whose reported usage is not what its repositories hold.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UsageFault {
+    pub project: String,
+    /// What the database reports (and quotas are checked against).
+    pub reported: u64,
+    /// The recount, repository by repository.
+    pub recount: u64,
 }
 
 impl FsckReport {
     /// Nothing is wrong (any more): every blob is whole and every object recorded, or the
     /// orphans were removed.
     pub fn is_clean(&self) -> bool {
-        self.faults.is_empty() && self.orphans.len() as u64 == self.removed
+        self.faults.is_empty()
+            && self.usage_faults.is_empty()
+            && self.orphans.len() as u64 == self.removed
     }
 }
 
@@ -104,6 +120,7 @@ pub async fn fsck(
     let mut report = FsckReport::default();
     // Rows first (see the module documentation), by storage key.
     let mut recorded: HashMap<String, (Digest, u64)> = HashMap::new();
+    let mut sizes: HashMap<Digest, u64> = HashMap::new();
     let mut last: Option<Digest> = None;
     loop {
         let page = meta.all_blobs(last.as_ref(), PAGE).await?;
@@ -111,6 +128,7 @@ pub async fn fsck(
             report.blobs += 1;
             report.bytes += blob.size;
             recorded.insert(blob.storage_key.clone(), (blob.digest.clone(), blob.size));
+            sizes.insert(blob.digest.clone(), blob.size);
         }
         last = page.items.last().map(|b| b.digest.clone());
         if !page.more {
@@ -164,6 +182,7 @@ pub async fn fsck(
     }
     report.faults.sort_by_key(|f| f.digest.to_string());
     report.orphans.sort_by(|a, b| a.key.cmp(&b.key));
+    recount_usage(meta, &sizes, &mut report).await?;
     if options.repair {
         for orphan in &report.orphans {
             if remove_orphan(meta, blobs, &orphan.key).await {
@@ -224,4 +243,96 @@ async fn hash(blobs: &dyn BlobStore, key: &BlobKey) -> Result<Digest> {
         hasher.update(&chunk.map_err(berth_storage::StorageError::Io)?);
     }
     Ok(hasher.finish())
+}
+
+/// Recounts every project's usage from its repositories' links and manifests, one by one,
+/// and compares it with what the database reports (one SQL statement, what quotas use). A
+/// push landing between the two counts can make them differ: a project that differs is
+/// counted again, and reported only if it still differs three times.
+async fn recount_usage(
+    meta: &dyn MetaStore,
+    sizes: &HashMap<Digest, u64>,
+    report: &mut FsckReport,
+) -> Result<()> {
+    let mut projects: std::collections::BTreeMap<String, Vec<berth_oci::Repository>> =
+        Default::default();
+    let mut last: Option<String> = None;
+    loop {
+        let page = meta.repositories(last.as_deref(), PAGE).await?;
+        for repository in &page.items {
+            projects
+                .entry(repository.project().to_string())
+                .or_default()
+                .push(repository.clone());
+        }
+        last = page.items.last().map(|r| r.as_str().to_string());
+        if !page.more {
+            break;
+        }
+    }
+    for (project, repositories) in projects {
+        report.projects += 1;
+        let mut attempt = 0;
+        loop {
+            let reported = meta.project_usage(&project).await?.bytes();
+            let recount = recount_project(meta, &repositories, sizes).await?;
+            if reported == recount {
+                break;
+            }
+            attempt += 1;
+            if attempt == 3 {
+                report.usage_faults.push(UsageFault {
+                    project: project.clone(),
+                    reported,
+                    recount,
+                });
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A project's bytes, counted repository by repository: each blob and manifest once.
+async fn recount_project(
+    meta: &dyn MetaStore,
+    repositories: &[berth_oci::Repository],
+    sizes: &HashMap<Digest, u64>,
+) -> Result<u64> {
+    let mut blobs: HashMap<Digest, u64> = HashMap::new();
+    let mut manifests: HashMap<Digest, u64> = HashMap::new();
+    for repository in repositories {
+        let mut after: Option<Digest> = None;
+        loop {
+            let digests = meta
+                .repository_blob_digests(repository, after.as_ref(), PAGE)
+                .await?;
+            for d in &digests.items {
+                // A blob recorded after the rows were read: its size now (0 if gone again).
+                let size = match sizes.get(d) {
+                    Some(size) => *size,
+                    None => meta.blob(d).await?.map_or(0, |b| b.size),
+                };
+                blobs.insert(d.clone(), size);
+            }
+            after = digests.items.last().cloned();
+            if !digests.more {
+                break;
+            }
+        }
+        let mut after: Option<Digest> = None;
+        loop {
+            let page = meta
+                .repository_manifests(repository, after.as_ref(), PAGE)
+                .await?;
+            for m in &page.items {
+                manifests.insert(m.digest.clone(), m.content.len() as u64);
+            }
+            after = page.items.last().map(|m| m.digest.clone());
+            if !page.more {
+                break;
+            }
+        }
+    }
+    Ok(blobs.values().sum::<u64>() + manifests.values().sum::<u64>())
 }

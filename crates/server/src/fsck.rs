@@ -1,7 +1,7 @@
 //! `berth fsck` against a configuration: the backends opened read-only (safe beside a
 //! running `berth serve`), then [`berth_registry::fsck::fsck`].
 
-pub use berth_registry::fsck::{BlobFault, FsckOptions, FsckReport, Orphan};
+pub use berth_registry::fsck::{BlobFault, FsckOptions, FsckReport, Orphan, UsageFault};
 
 use crate::{Config, StartError, check, open_read_only};
 

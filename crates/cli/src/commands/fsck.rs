@@ -89,6 +89,21 @@ fn print_report(r: &FsckReport, options: &FsckOptions) {
             human_duration(options.grace.as_secs())
         );
     }
+    for u in &r.usage_faults {
+        println!(
+            "usage fault: project {} reports {} bytes, its repositories hold {}",
+            u.project, u.reported, u.recount
+        );
+    }
+    println!(
+        "usage: {} project(s) recounted, {}",
+        r.projects,
+        if r.usage_faults.is_empty() {
+            "every one as reported".to_string()
+        } else {
+            format!("{} differ", r.usage_faults.len())
+        }
+    );
     if options.repair && !r.orphans.is_empty() {
         println!("removed {} orphan(s), kept {}", r.removed, r.kept);
     }

@@ -49,6 +49,11 @@ async fn fsck_finds_damaged_missing_and_unrecorded_blobs_on_the_embedded_backend
     let out = fsck(&["--data-dir", &data_arg]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("blobs: 4 recorded"), "{}", text(&out));
+    assert!(
+        text(&out).contains("usage: 1 project(s) recounted, every one as reported"),
+        "{}",
+        text(&out)
+    );
     assert!(text(&out).contains("clean"), "{}", text(&out));
 
     // The blob's one file: its name is the digest, then the upload session.
