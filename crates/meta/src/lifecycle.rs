@@ -123,6 +123,32 @@ macro_rules! in_project {
 }
 pub(crate) use in_project;
 
+/// Sets one column of a project's settings row (creating the row), in one upsert.
+/// `NotFound` when the project does not exist.
+macro_rules! set_setting {
+    ($pool:expr, $project:expr, $column:literal, $value:expr) => {{
+        sqlx::query(concat!(
+            "INSERT INTO project_settings (project, ",
+            $column,
+            ", updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (project) DO UPDATE SET ",
+            $column,
+            " = excluded.",
+            $column,
+            ",
+                                                 updated_at = excluded.updated_at"
+        ))
+        .bind($project)
+        .bind($value)
+        .bind($crate::unix_now())
+        .execute($pool)
+        .await
+        .map_err($crate::rows::missing(format!("project {:?}", $project)))?;
+        Ok(())
+    }};
+}
+pub(crate) use set_setting;
+
 /// The bounds `in_project!` binds.
 pub(crate) fn project_bounds(project: &str) -> (String, String, String) {
     (
@@ -167,33 +193,11 @@ macro_rules! impl_lifecycle {
 
             async fn set_quota(&self, project: &str, quota_bytes: Option<u64>) -> $crate::Result<()> {
                 let quota = quota_bytes.map(|q| i64::try_from(q).unwrap_or(i64::MAX));
-                sqlx::query(
-                    "INSERT INTO project_settings (project, quota_bytes, updated_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (project) DO UPDATE SET quota_bytes = excluded.quota_bytes,
-                                                         updated_at = excluded.updated_at",
-                )
-                .bind(project)
-                .bind(quota)
-                .bind($crate::unix_now())
-                .execute(&self.$write)
-                .await
-                .map_err($crate::rows::missing(format!("project {project:?}")))?;
-                Ok(())
+                $crate::lifecycle::set_setting!(&self.$write, project, "quota_bytes", quota)
             }
 
             async fn set_immutable_tags(&self, project: &str, patterns: &[String]) -> $crate::Result<()> {
-                sqlx::query(
-                    "INSERT INTO project_settings (project, immutable_tags, updated_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (project) DO UPDATE SET immutable_tags = excluded.immutable_tags,
-                                                         updated_at = excluded.updated_at",
-                )
-                .bind(project)
-                .bind(patterns.join("\n"))
-                .bind($crate::unix_now())
-                .execute(&self.$write)
-                .await
-                .map_err($crate::rows::missing(format!("project {project:?}")))?;
-                Ok(())
+                $crate::lifecycle::set_setting!(&self.$write, project, "immutable_tags", patterns.join("\n"))
             }
 
             async fn project_usage(&self, project: &str) -> $crate::Result<$crate::lifecycle::ProjectUsage> {
@@ -302,18 +306,7 @@ macro_rules! impl_lifecycle {
             }
 
             async fn set_retention(&self, project: &str, policy: &str) -> $crate::Result<()> {
-                sqlx::query(
-                    "INSERT INTO project_settings (project, retention, updated_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (project) DO UPDATE SET retention = excluded.retention,
-                                                         updated_at = excluded.updated_at",
-                )
-                .bind(project)
-                .bind(policy)
-                .bind($crate::unix_now())
-                .execute(&self.$write)
-                .await
-                .map_err($crate::rows::missing(format!("project {project:?}")))?;
-                Ok(())
+                $crate::lifecycle::set_setting!(&self.$write, project, "retention", policy)
             }
 
             async fn projects_with_retention(&self) -> $crate::Result<Vec<String>> {

@@ -125,6 +125,31 @@ pub fn scaled_config(dir: &Path, db: &TestDatabase, s3: &S3Server) -> PathBuf {
     file
 }
 
+/// `berth serve` on PostgreSQL and S3 (a fresh database and bucket), with the configuration
+/// file that names them (for offline commands: `berth fsck --config`, `berth gc --config`).
+pub struct ScaledServer {
+    pub server: Server,
+    /// The configuration file's path.
+    pub config: String,
+    pub s3: S3Server,
+    _db: TestDatabase,
+}
+
+impl ScaledServer {
+    pub async fn start(dir: &Path) -> ScaledServer {
+        let db = TestDatabase::create().await;
+        let s3 = S3Server::start();
+        let config = scaled_config(dir, &db, &s3).display().to_string();
+        let server = Server::start_with_args(&dir.join("data"), &["--config", &config], &[]);
+        ScaledServer {
+            server,
+            config,
+            s3,
+            _db: db,
+        }
+    }
+}
+
 /// A CA and a server certificate for `127.0.0.1` and `localhost` signed by it, as PEM files.
 pub struct TestPki {
     /// The CA certificate, alone: what clients are told to trust.

@@ -6,8 +6,7 @@
 use std::process::Output;
 use std::time::{Duration, SystemTime};
 
-use berth_testkit::postgres::TestDatabase;
-use berth_testkit::s3::{S3Server, http};
+use berth_testkit::s3::http;
 use serde_json::Value;
 
 use crate::common::*;
@@ -179,15 +178,13 @@ async fn fsck_on_postgres_and_s3() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = TestDatabase::create().await;
-    let s3 = S3Server::start();
-    let config = scaled_config(dir.path(), &db, &s3).display().to_string();
-    let server = Server::start_with_args(&dir.path().join("data"), &["--config", &config], &[]);
+    let scaled = ScaledServer::start(dir.path()).await;
+    let (server, config, s3) = (&scaled.server, scaled.config.as_str(), &scaled.s3);
     let mut digests = Vec::new();
     for seed in 1..=3 {
         digests.push(push_blob(&server.base, "fsck/app", &noise(seed, 50_000)).await);
     }
-    let (r, clean) = report(&["--config", &config, "--verify-digests"]);
+    let (r, clean) = report(&["--config", config, "--verify-digests"]);
     assert!(clean, "{r}");
     assert_eq!(
         (r["blobs"].as_u64(), r["verified"].as_u64()),
@@ -209,12 +206,11 @@ async fn fsck_on_postgres_and_s3() {
     assert_eq!(status, 204);
     let (status, _) = http(s3.address(), "PUT", &format!("/{}/blobs/stray", s3.bucket));
     assert_eq!(status, 200);
-    let (r, clean) = report(&["--config", &config, "--grace", "0s"]);
+    let (r, clean) = report(&["--config", config, "--grace", "0s"]);
     assert!(!clean);
     let faults = r["faults"].as_array().expect("faults");
     assert_eq!(faults.len(), 1, "{r}");
     assert_eq!(faults[0]["key"], keys[0].as_str());
     assert_eq!(faults[0]["problem"], "missing from storage");
     assert_eq!(r["orphans"][0]["key"], "blobs/stray", "{r}");
-    drop(server);
 }

@@ -6,8 +6,6 @@
 use std::time::Duration;
 
 use berth_testkit::noise;
-use berth_testkit::postgres::TestDatabase;
-use berth_testkit::s3::S3Server;
 use serde_json::json;
 
 use crate::common::*;
@@ -130,9 +128,6 @@ async fn gc_on_postgres_and_s3() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = TestDatabase::create().await;
-    let s3 = S3Server::start();
-    let config = scaled_config(dir.path(), &db, &s3).display().to_string();
-    let server = Server::start_with_args(&dir.path().join("data"), &["--config", &config], &[]);
-    collect_beside_a_server(&server.base, &["--config", &config]).await;
+    let scaled = ScaledServer::start(dir.path()).await;
+    collect_beside_a_server(&scaled.server.base, &["--config", &scaled.config]).await;
 }

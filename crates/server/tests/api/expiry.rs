@@ -28,21 +28,7 @@ fn open_multipart_uploads(app: &TestApp) -> usize {
 
 /// `berth_uploads_expired_total`, summed over the replicas.
 async fn expired_total(app: &TestApp) -> u64 {
-    let mut total = 0;
-    for replica in &app.replicas {
-        let text = reqwest::get(format!("http://{replica}/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        total += text
-            .lines()
-            .find_map(|l| l.strip_prefix("berth_uploads_expired_total "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no berth_uploads_expired_total in {text}"));
-    }
-    total
+    metric(app, "berth_uploads_expired_total").await as u64
 }
 
 async fn patch(app: &TestApp, location: &str, start: usize, data: &[u8]) -> reqwest::Response {

@@ -42,6 +42,17 @@ async fn api(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> 
     req.send().await.expect("API request")
 }
 
+/// Creates the account `user` (password `<user>-password`), an admin of project `team`.
+async fn add_project_admin(app: &TestApp, user: &str) {
+    let password = format!("{user}-password");
+    let body = json!({"name": user, "password": password});
+    let r = api(app, Method::POST, "/api/v1/users", Some(body)).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let path = format!("/api/v1/projects/team/members/{user}");
+    let r = api(app, Method::PUT, &path, Some(json!({"role": "admin"}))).await;
+    assert!(r.status().is_success());
+}
+
 async fn usage(app: &TestApp) -> Value {
     let r = api(app, Method::GET, "/api/v1/projects/team/usage", None).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -183,22 +194,7 @@ async fn quotas_count_each_blob_once_and_refuse_what_does_not_fit() {
         post_blob(&app, "team/a", &more).await.status(),
         StatusCode::CREATED
     );
-    let r = api(
-        &app,
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "bob", "password": "bob-password"})),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let r = api(
-        &app,
-        Method::PUT,
-        "/api/v1/projects/team/members/bob",
-        Some(json!({"role": "admin"})),
-    )
-    .await;
-    assert!(r.status().is_success());
+    add_project_admin(&app, "bob").await;
     let r = reqwest::Client::new()
         .put(app.url("/api/v1/projects/team/quota"))
         .header("authorization", basic("bob", "bob-password"))
@@ -309,22 +305,7 @@ async fn immutable_tags_stay_until_a_system_administrator_lifts_the_rule() {
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     // Only a system administrator lifts the rule; then v1 moves and goes.
-    let r = api(
-        &app,
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "carol", "password": "carol-password"})),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let r = api(
-        &app,
-        Method::PUT,
-        "/api/v1/projects/team/members/carol",
-        Some(json!({"role": "admin"})),
-    )
-    .await;
-    assert!(r.status().is_success());
+    add_project_admin(&app, "carol").await;
     let r = reqwest::Client::new()
         .put(app.url("/api/v1/projects/team/immutable-tags"))
         .header("authorization", basic("carol", "carol-password"))
