@@ -415,3 +415,28 @@ async fn system_admins_collect_through_the_api() {
     assert_eq!(metric(&app, "berth_gc_blobs_deleted_total").await, 1.0);
     assert_eq!(metric(&app, "berth_gc_freed_bytes_total").await, 10_000.0);
 }
+
+#[tokio::test]
+async fn collections_run_on_their_schedule() {
+    let app = TestApp::start_with(|c| {
+        c.gc.interval_secs = 1;
+        c.gc.grace_secs = 0;
+    })
+    .await;
+    let loose = app.push_blob("gc/scheduled", &noise(5, 5_000)).await;
+    let path = format!("/v2/gc/scheduled/blobs/{loose}");
+    let mut gone = false;
+    for _ in 0..100 {
+        if status(&app, Method::HEAD, &path).await == StatusCode::NOT_FOUND {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "no scheduled collection took the loose blob within 10 s"
+    );
+    assert!(metric(&app, "berth_gc_blobs_deleted_total").await >= 1.0);
+    assert!(metric(&app, "berth_gc_last_success_timestamp_seconds").await > 0.0);
+}

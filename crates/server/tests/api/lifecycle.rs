@@ -806,3 +806,104 @@ async fn retention_deletes_the_tags_no_rule_keeps() {
     assert_eq!(gc.manifests.len(), 1, "{gc:?}");
     assert_eq!(gc.manifests[0].digest.to_string(), digests["1.2"]);
 }
+
+#[tokio::test]
+async fn concurrent_first_pushes_of_an_immutable_tag_leave_one() {
+    let app = start().await;
+    let r = api(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/team/immutable-tags",
+        Some(json!({"patterns": ["v*"]})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let config = app.push_blob("team/race", b"{}").await;
+    // Eight different manifests (an annotation apart) for the same new tag.
+    let bodies: Vec<Vec<u8>> = (0..8)
+        .map(|i| {
+            let mut m: Value =
+                serde_json::from_slice(&image_manifest(&config, 2, &[], None, None)).expect("json");
+            m["annotations"] = json!({"n": i.to_string()});
+            serde_json::to_vec(&m).expect("json")
+        })
+        .collect();
+    let pushes = bodies
+        .iter()
+        .map(|b| app.put_manifest("team/race", "v9", OCI_MANIFEST, b));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(pushes)
+        .await
+        .iter()
+        .map(reqwest::Response::status)
+        .collect();
+    let won: Vec<usize> = (0..8)
+        .filter(|&i| statuses[i] == StatusCode::CREATED)
+        .collect();
+    assert_eq!(won.len(), 1, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::FORBIDDEN)
+            .count()
+            == 7,
+        "{statuses:?}"
+    );
+    let r = app.get("/v2/team/race/manifests/v9").await;
+    assert_eq!(
+        r.bytes().await.expect("body").as_ref(),
+        bodies[won[0]].as_slice()
+    );
+}
+
+#[tokio::test]
+async fn retention_runs_on_its_schedule() {
+    let mut app = TestApp::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.admin_password = ADMIN.into();
+        c.retention.interval_secs = 1;
+    })
+    .await;
+    app.authorize(Some(&basic("admin", ADMIN)));
+    let r = api(
+        &app,
+        Method::POST,
+        "/api/v1/projects",
+        Some(json!({"name": "team"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for tag in ["a", "b"] {
+        app.push_image("team/app", tag, tag).await;
+    }
+    backdate(&app, "team/app", "a", 10, None).await;
+    let policy = json!({"rules": [{"keep_pushed_within_days": 1}]});
+    let r = api(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/team/retention",
+        Some(policy),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = tags(&app, "team/app").await;
+        if left == ["b"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        left,
+        ["b"],
+        "the scheduled run did not delete the old tag within 10 s"
+    );
+    assert!(metric(&app, "berth_retention_tags_deleted_total").await >= 1.0);
+    let events: Value = app
+        .get("/api/v1/audit?action=retention.delete")
+        .await
+        .json()
+        .await
+        .expect("audit");
+    assert_eq!(events[0]["actor"], "retention", "{events}");
+}
