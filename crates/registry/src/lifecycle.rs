@@ -88,9 +88,14 @@ impl Registry {
         }
         let used = self.meta.project_usage(project).await?.bytes();
         if used.saturating_add(growth.max(1)) > limit {
+            let needs = if growth == 0 {
+                "no room is left for new content".to_string()
+            } else {
+                format!("this push needs {growth} more")
+            };
             return Err(Error::QuotaExceeded(format!(
                 "project {project} is over its storage quota: limit {limit} bytes, usage {used} \
-                 bytes, this push needs {growth} more"
+                 bytes, {needs}"
             )));
         }
         Ok(())
