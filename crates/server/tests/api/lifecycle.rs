@@ -190,7 +190,10 @@ async fn quotas_count_each_blob_once_and_refuse_what_does_not_fit() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let body: Value = r.json().await.expect("error");
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("no room is left for new content"), "{message}");
+    assert!(
+        message.contains("no room is left for new content"),
+        "{message}"
+    );
     // No quota: it fits again. Only a system administrator sets quotas.
     set_quota(&app, None).await;
     assert_eq!(
