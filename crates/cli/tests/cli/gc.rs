@@ -111,6 +111,24 @@ async fn gc_on_the_embedded_backends() {
     let server = Server::start(&data);
     let data_arg = data.display().to_string();
     collect_beside_a_server(&server.base, &["--data-dir", &data_arg]).await;
+    // Another collection holds the lock (as `berth serve`'s schedule would): exit 2, said so.
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data.join("meta.db.garbage-collection.lock"))
+        .expect("lock file");
+    lock.try_lock().expect("take the lock");
+    let out = berth(&["gc", "--data-dir", &data_arg]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("another garbage collection is running"),
+        "{}",
+        text(&out)
+    );
+    drop(lock);
+    let out = berth(&["gc", "--data-dir", &data_arg]);
+    assert!(out.status.success(), "{}", text(&out));
     // Not a data directory: said so.
     let nowhere = dir.path().join("nowhere").display().to_string();
     let out = berth(&["gc", "--data-dir", &nowhere]);
