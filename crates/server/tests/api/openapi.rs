@@ -125,6 +125,14 @@ async fn the_document_describes_every_route_as_it_answers() {
         ("/api/v1/robots/{name}", "delete"),
         ("/api/v1/audit", "get"),
         ("/api/v1/signup", "post"),
+        ("/api/v1/gc", "post"),
+        ("/api/v1/projects/{name}/usage", "get"),
+        ("/api/v1/projects/{name}/quota", "put"),
+        ("/api/v1/projects/{name}/immutable-tags", "get"),
+        ("/api/v1/projects/{name}/immutable-tags", "put"),
+        ("/api/v1/projects/{name}/retention", "get"),
+        ("/api/v1/projects/{name}/retention", "put"),
+        ("/api/v1/projects/{name}/retention/run", "post"),
     ] {
         assert!(
             operations
@@ -133,7 +141,7 @@ async fn the_document_describes_every_route_as_it_answers() {
             "{expected:?} is not in the document"
         );
     }
-    assert_eq!(operations.len(), 17, "a new operation? list it above");
+    assert_eq!(operations.len(), 25, "a new operation? list it above");
 
     // Each operation, called without credentials, exists and answers a documented status with
     // the documented error body.
