@@ -232,6 +232,15 @@ pub fn berth(args: &[&str]) -> std::process::Output {
         .expect("run berth")
 }
 
+/// `berth <command> --data-dir <not a data directory>` exits 1 and says so.
+pub fn assert_refuses_a_non_data_dir(command: &str, dir: &Path) {
+    let nowhere = dir.join("nowhere").display().to_string();
+    let out = berth(&[command, "--data-dir", &nowhere]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = crate::harness::text(&out);
+    assert!(said.contains("no registry database at"), "{said}");
+}
+
 /// Runs `berth <args> --json`: its JSON report, and whether it exited 0.
 pub fn json_report(args: &[&str]) -> (serde_json::Value, bool) {
     let out = berth(&[args, &["--json"]].concat());

@@ -159,17 +159,7 @@ async fn fsck_finds_damaged_missing_and_unrecorded_blobs_on_the_embedded_backend
         "{}",
         text(&out)
     );
-    // Not a data directory: said so.
-    let out = fsck(&[
-        "--data-dir",
-        &dir.path().join("nowhere").display().to_string(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("no registry database at"),
-        "{}",
-        text(&out)
-    );
+    assert_refuses_a_non_data_dir("fsck", dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread")]

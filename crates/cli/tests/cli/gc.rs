@@ -129,15 +129,7 @@ async fn gc_on_the_embedded_backends() {
     drop(lock);
     let out = berth(&["gc", "--data-dir", &data_arg]);
     assert!(out.status.success(), "{}", text(&out));
-    // Not a data directory: said so.
-    let nowhere = dir.path().join("nowhere").display().to_string();
-    let out = berth(&["gc", "--data-dir", &nowhere]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("no registry database at"),
-        "{}",
-        text(&out)
-    );
+    assert_refuses_a_non_data_dir("gc", dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread")]
