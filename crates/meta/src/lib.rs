@@ -167,6 +167,11 @@ pub trait ManifestIndex: Send + Sync {
     async fn delete_manifest(&self, repository: &Repository, digest: &Digest) -> Result<bool>;
     /// Deletes a tag, not the manifest. `false` if it did not exist.
     async fn delete_tag(&self, repository: &Repository, tag: &Tag) -> Result<bool>;
+    /// The version of the repository's tag list: raised by every transaction that adds or
+    /// removes one of its tags, not by one that moves a tag. `None` if the repository is
+    /// unknown. A list read after this version was read is the list of that version for as
+    /// long as the version stays the same.
+    async fn tag_list_version(&self, repository: &Repository) -> Result<Option<i64>>;
     /// Tags in lexical order, after `last`, at most `limit`. `None` if the repository is unknown.
     async fn tags(
         &self,

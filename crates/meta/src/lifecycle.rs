@@ -161,7 +161,7 @@ pub(crate) fn project_bounds(project: &str) -> (String, String, String) {
 /// The one implementation of [`Lifecycle`], expanded for each backend (the statements are
 /// the same on SQLite and PostgreSQL).
 macro_rules! impl_lifecycle {
-    ($meta:ty, read = $read:ident, write = $write:ident) => {
+    ($meta:ty, read = $read:ident, write = $write:ident, begin = $begin:ident, lock_tag_list = $lock_tag_list:expr) => {
         #[async_trait::async_trait]
         impl $crate::lifecycle::Lifecycle for $meta {
             async fn project_settings(
@@ -354,6 +354,15 @@ macro_rules! impl_lifecycle {
             ) -> $crate::Result<bool> {
                 // One statement: a PUT moving the tag either committed before (the tag names
                 // another manifest now: kept) or waits for this delete and recreates it.
+                // PostgreSQL: after the tag list's lock, which every change of the list takes
+                // first.
+                let mut tx = self.$begin().await?;
+                if !$lock_tag_list.is_empty() {
+                    sqlx::query($lock_tag_list)
+                        .bind(repository.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let done = sqlx::query(
                     "DELETE FROM tags WHERE name = $1
                      AND repository_id = (SELECT id FROM repositories WHERE name = $2)
@@ -363,8 +372,9 @@ macro_rules! impl_lifecycle {
                 .bind(tag.as_str())
                 .bind(repository.as_str())
                 .bind(digest.to_string())
-                .execute(&self.$write)
+                .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 Ok(done.rows_affected() > 0)
             }
 

@@ -46,6 +46,7 @@ pub async fn run(meta: &dyn MetaStore) {
     manifests_tags_and_deletes(meta).await;
     referrers(meta).await;
     listings_page(meta).await;
+    tag_list_version(meta).await;
     upload_sessions(meta).await;
     job_locks(meta).await;
     login_throttle(meta).await;
@@ -169,6 +170,71 @@ async fn manifests_tags_and_deletes(meta: &dyn MetaStore) {
             .expect("tags"),
         None
     );
+}
+
+/// The tag list's version changes with every tag added or removed, in whatever way (PUT,
+/// DELETE of the tag, DELETE of its manifest, retention), and with nothing else: moving a
+/// tag, repeating a PUT, recording a pull, an untagged manifest.
+async fn tag_list_version(meta: &dyn MetaStore) {
+    let r = repo("suite/taglist");
+    assert_eq!(meta.tag_list_version(&r).await.expect("version"), None);
+    let layer = blob(b"tag list layer");
+    meta.add_blob(&r, &layer).await.expect("add");
+    let version = || async { meta.tag_list_version(&r).await.expect("version") };
+    let start = version().await.expect("the repository exists");
+
+    let m1 = manifest(b"{\"taglist\":1}", &[&layer], &["a", "b"]);
+    meta.put_manifest(&r, &m1).await.expect("put");
+    let added = version().await.expect("version");
+    assert!(added > start, "adding tags changes the version");
+
+    let mut unchanged = Vec::new();
+    meta.put_manifest(&r, &m1).await.expect("put again");
+    unchanged.push(("the same PUT again", version().await));
+    let m2 = manifest(b"{\"taglist\":2}", &[&layer], &["a"]);
+    meta.put_manifest(&r, &m2).await.expect("move a");
+    unchanged.push(("moving a tag", version().await));
+    let m3 = manifest(b"{\"taglist\":3}", &[&layer], &[]);
+    meta.put_manifest(&r, &m3).await.expect("untagged");
+    unchanged.push(("an untagged manifest", version().await));
+    meta.record_pull(&r, &tag("a"), 1_000, 0)
+        .await
+        .expect("pull");
+    unchanged.push(("a pull", version().await));
+    for (what, v) in unchanged {
+        assert_eq!(v, Some(added), "{what} leaves the version");
+    }
+
+    let mut last = added;
+    let mut changed = |what: &str, v: Option<i64>| {
+        let v = v.expect("version");
+        assert!(v > last, "{what} changes the version");
+        last = v;
+    };
+    let m4 = manifest(b"{\"taglist\":4}", &[&layer], &["c"]);
+    meta.put_manifest(&r, &m4).await.expect("put c");
+    changed("a new tag", version().await);
+    assert!(meta.delete_tag(&r, &tag("c")).await.expect("delete c"));
+    changed("deleting a tag", version().await);
+    assert!(
+        meta.delete_manifest(&r, &m2.digest)
+            .await
+            .expect("delete m2")
+    );
+    changed("deleting a tagged manifest", version().await);
+    assert!(
+        meta.delete_tag_naming(&r, &tag("b"), &m1.digest)
+            .await
+            .expect("retention delete")
+    );
+    changed("a retention delete", version().await);
+    assert!(
+        !meta
+            .delete_tag(&r, &tag("b"))
+            .await
+            .expect("delete b again")
+    );
+    assert_eq!(version().await, Some(last), "deleting nothing leaves it");
 }
 
 async fn referrers(meta: &dyn MetaStore) {

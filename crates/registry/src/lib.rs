@@ -29,7 +29,7 @@ pub use access::{AccessPolicy, Action, AllowAll, Principal};
 pub use audit::{Audit, AuditAction};
 pub use blobs::RangeRequest;
 pub use error::{Error, Result};
-pub use listings::MAX_PAGE;
+pub use listings::{MAX_PAGE, TagPage};
 pub use manifests::{Manifest, StoredManifest, index_manifest};
 pub use uploads::{ExpiryReport, MountOutcome, UploadStatus};
 
@@ -59,6 +59,8 @@ pub struct Registry {
     busy_uploads: Mutex<HashSet<String>>,
     /// Tags whose pull this process recorded, and when (pulls are recorded once an hour).
     recent_pulls: Mutex<std::collections::HashMap<(String, String), i64>>,
+    /// Tag lists read recently, with their versions.
+    tag_lists: listings::TagLists,
 }
 
 impl Registry {
@@ -75,6 +77,7 @@ impl Registry {
             limits,
             busy_uploads: Mutex::new(HashSet::new()),
             recent_pulls: Mutex::new(std::collections::HashMap::new()),
+            tag_lists: Default::default(),
         }
     }
 

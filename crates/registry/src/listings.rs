@@ -1,5 +1,8 @@
 //! Content discovery: tags, referrers, catalog.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use berth_meta::Page;
 use berth_oci::{Digest, Repository, Tag, media_type};
 use serde_json::{Map, Value, json};
@@ -9,18 +12,128 @@ use crate::{Error, Registry, Result};
 /// The most entries one page of a listing holds, whatever `n` asks for.
 pub const MAX_PAGE: u32 = 10_000;
 
+/// One page of a repository's tags: a window on a list that may be shared with other requests.
+#[derive(Clone, Debug)]
+pub struct TagPage {
+    tags: Arc<[Tag]>,
+    window: std::ops::Range<usize>,
+    /// More tags follow the last one of the page.
+    pub more: bool,
+}
+
+impl TagPage {
+    pub fn items(&self) -> &[Tag] {
+        &self.tags[self.window.clone()]
+    }
+
+    /// The page of `tags` (in lexical order) after `last`, at most `n`.
+    fn of(tags: Arc<[Tag]>, last: Option<&str>, n: u32) -> Self {
+        let start = last.map_or(0, |last| tags.partition_point(|t| t.as_str() <= last));
+        let end = start.saturating_add(n as usize).min(tags.len());
+        Self {
+            more: end < tags.len(),
+            window: start..end,
+            tags,
+        }
+    }
+}
+
+/// Tag lists kept in memory, each with the version the database gave before it was read
+/// ([`berth_meta::ManifestIndex::tag_list_version`]): served while the database still gives
+/// that version, so a change by any replica is seen by the next request. Only lists of at
+/// most one page are kept, [`TAG_LISTS_MAX_TAGS`] tags in all.
+#[derive(Default)]
+pub(crate) struct TagLists {
+    lists: Mutex<TagListsInner>,
+}
+
+#[derive(Default)]
+struct TagListsInner {
+    by_repository: HashMap<Repository, (i64, Arc<[Tag]>)>,
+    tags: usize,
+}
+
+/// Tags held by [`TagLists`] across repositories (a few MiB at most).
+const TAG_LISTS_MAX_TAGS: usize = 100_000;
+
+impl TagLists {
+    fn get(&self, repository: &Repository, version: i64) -> Option<Arc<[Tag]>> {
+        let lists = self.lists.lock().ok()?;
+        match lists.by_repository.get(repository) {
+            Some((v, tags)) if *v == version => Some(tags.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, repository: &Repository, version: i64, tags: Arc<[Tag]>) {
+        let Ok(mut lists) = self.lists.lock() else {
+            return;
+        };
+        let lists = &mut *lists;
+        if let Some((_, old)) = lists.by_repository.remove(repository) {
+            lists.tags -= old.len();
+        }
+        // Room for the new list: drop others, in no particular order.
+        while lists.tags + tags.len() > TAG_LISTS_MAX_TAGS {
+            let Some(other) = lists.by_repository.keys().next().cloned() else {
+                break;
+            };
+            if let Some((_, old)) = lists.by_repository.remove(&other) {
+                lists.tags -= old.len();
+            }
+        }
+        lists.tags += tags.len();
+        lists
+            .by_repository
+            .insert(repository.clone(), (version, tags));
+    }
+}
+
 impl Registry {
     /// Tags in lexical order after `last`, at most `n` (distribution-spec "Listing Tags").
+    ///
+    /// One query for the list's version; the list itself comes from memory while the version
+    /// is the one it was read with (see [`TagLists`]).
     pub async fn list_tags(
         &self,
         repository: &Repository,
         n: Option<u32>,
         last: Option<&str>,
-    ) -> Result<Page<Tag>> {
-        self.meta
-            .tags(repository, last, n.unwrap_or(MAX_PAGE).min(MAX_PAGE))
+    ) -> Result<TagPage> {
+        let n = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        let unknown = || Error::NameUnknown(repository.clone());
+        let version = self
+            .meta
+            .tag_list_version(repository)
             .await?
-            .ok_or_else(|| Error::NameUnknown(repository.clone()))
+            .ok_or_else(unknown)?;
+        if let Some(tags) = self.tag_lists.get(repository, version) {
+            return Ok(TagPage::of(tags, last, n));
+        }
+        // Read after the version: if the list changed in between, the version has changed
+        // too, and the next request reads the list again.
+        let whole = self
+            .meta
+            .tags(repository, None, MAX_PAGE)
+            .await?
+            .ok_or_else(unknown)?;
+        if !whole.more {
+            let tags: Arc<[Tag]> = whole.items.into();
+            self.tag_lists.put(repository, version, tags.clone());
+            return Ok(TagPage::of(tags, last, n));
+        }
+        // Longer than a page: read the page asked for.
+        let page = self
+            .meta
+            .tags(repository, last, n)
+            .await?
+            .ok_or_else(unknown)?;
+        let tags: Arc<[Tag]> = page.items.into();
+        Ok(TagPage {
+            window: 0..tags.len(),
+            tags,
+            more: page.more,
+        })
     }
 
     /// Repositories in lexical order after `last`, at most `n`.

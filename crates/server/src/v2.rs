@@ -590,8 +590,18 @@ fn next_link(path: &str, n: Option<u32>, last: &str) -> Result<HeaderValue, ApiE
 async fn tags(app: &App, repo: &Repository, query: &Query) -> ApiResult {
     let n = query.n()?;
     let page = app.registry().list_tags(repo, n, query.get("last")).await?;
-    let names: Vec<&str> = page.items.iter().map(Tag::as_str).collect();
-    let mut response = axum::Json(json!({ "name": repo.as_str(), "tags": names })).into_response();
+    #[derive(serde::Serialize)]
+    struct TagList<'a> {
+        name: &'a str,
+        tags: Vec<&'a str>,
+    }
+    let names: Vec<&str> = page.items().iter().map(Tag::as_str).collect();
+    let body = TagList {
+        name: repo.as_str(),
+        tags: names,
+    };
+    let mut response = axum::Json(&body).into_response();
+    let names = body.tags;
     if page.more
         && let Some(last) = names.last()
     {

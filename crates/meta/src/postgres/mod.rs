@@ -151,6 +151,20 @@ impl PostgresMeta {
             .await?)
     }
 
+    /// Takes the lock that orders the changes to a repository's tag list: the triggers of
+    /// migration 0009 raise its `tag_list_version` (an update of the repository row) in every
+    /// transaction that adds or removes a tag. Each such transaction takes this row lock
+    /// before any other, so that two of them never hold each other's rows. `FOR NO KEY
+    /// UPDATE` leaves the foreign key checks of other writes (FOR KEY SHARE) unblocked.
+    async fn lock_tag_list(tx: &mut sqlx::PgConnection, repository: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE")
+                .bind(repository)
+                .fetch_optional(&mut *tx)
+                .await?,
+        )
+    }
+
     /// Lets repository `repo` read blob `digest`. Its foreign key check locks the blob row
     /// (FOR KEY SHARE) until the transaction ends, so the blob cannot vanish under the link.
     async fn grant(tx: &mut sqlx::PgConnection, repo: i64, digest: &Digest) -> Result<()> {
@@ -288,6 +302,9 @@ impl ManifestIndex for PostgresMeta {
     async fn put_manifest(&self, repository: &Repository, m: &NewManifest) -> Result<()> {
         let mut tx = self.begin().await?;
         let repo = Self::repository_id(&mut tx, repository).await?;
+        if !m.tags.is_empty() {
+            Self::lock_tag_list(&mut tx, repository.as_str()).await?;
+        }
         // The checks lock what they find (FOR KEY SHARE), so a concurrent unlink_blob or
         // delete_manifest of a referenced blob link or child manifest waits until this
         // manifest is stored; SQLite's single writer gave the same order for free.
@@ -430,6 +447,13 @@ impl ManifestIndex for PostgresMeta {
 
     async fn delete_manifest(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
         let mut tx = self.begin().await?;
+        // Its tags go with it: the tag list's lock first, as put_manifest takes it.
+        if Self::lock_tag_list(&mut tx, repository.as_str())
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
         // SQLite finds the id, then deletes. Here two replicas could both find it and both
         // report a delete: FOR UPDATE makes the second wait and then find nothing.
         let id: Option<i64> = sqlx::query_scalar(
@@ -460,15 +484,26 @@ impl ManifestIndex for PostgresMeta {
     }
 
     async fn delete_tag(&self, repository: &Repository, tag: &Tag) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM tags WHERE name = $1
-             AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
-        )
-        .bind(tag.as_str())
-        .bind(repository.as_str())
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.begin().await?;
+        let Some(repo) = Self::lock_tag_list(&mut tx, repository.as_str()).await? else {
+            return Ok(false);
+        };
+        let done = sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND name = $2")
+            .bind(repo)
+            .bind(tag.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn tag_list_version(&self, repository: &Repository) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT tag_list_version FROM repositories WHERE name = $1")
+                .bind(repository.as_str())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn tags(

@@ -21,4 +21,10 @@ crate::gc::impl_collector!(
     lock_blob = "SELECT 1 FROM blobs WHERE digest = $1 FOR UPDATE SKIP LOCKED",
 );
 
-crate::lifecycle::impl_lifecycle!(PostgresMeta, read = pool, write = pool);
+crate::lifecycle::impl_lifecycle!(
+    PostgresMeta,
+    read = pool,
+    write = pool,
+    begin = begin,
+    lock_tag_list = "SELECT 1 FROM repositories WHERE name = $1 FOR NO KEY UPDATE"
+);

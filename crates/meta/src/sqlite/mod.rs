@@ -415,6 +415,15 @@ impl ManifestIndex for SqliteMeta {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn tag_list_version(&self, repository: &Repository) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT tag_list_version FROM repositories WHERE name = ?")
+                .bind(repository.as_str())
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
     async fn tags(
         &self,
         repository: &Repository,

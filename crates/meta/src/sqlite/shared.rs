@@ -15,4 +15,10 @@ crate::gc::impl_collector!(
     lock_blob = "",
 );
 
-crate::lifecycle::impl_lifecycle!(SqliteMeta, read = read, write = write);
+crate::lifecycle::impl_lifecycle!(
+    SqliteMeta,
+    read = read,
+    write = write,
+    begin = begin_write,
+    lock_tag_list = ""
+);

@@ -205,3 +205,65 @@ async fn an_upload_goes_on_through_the_other_replica_when_one_dies() {
         .expect("GET");
     assert!(r.bytes().await.expect("body") == blob);
 }
+
+/// A replica keeps tag lists in memory, with the version the database gave for them: every
+/// change made through the other replica (new tag, deleted tag, deleted manifest, retention
+/// aside) shows in its next answer, a moved tag changes nothing, and pages come from the same
+/// list.
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_lists_follow_changes_made_through_any_replica() {
+    let app = TestApp::start().await;
+    let list = |i: usize, query: &'static str| {
+        let url = format!("{}/v2/team/list/tags/list{query}", replica(&app, i));
+        let app = &app;
+        async move {
+            let r = app.get(&url).await;
+            assert_eq!(r.status(), StatusCode::OK, "{url}");
+            let link = r
+                .headers()
+                .get("link")
+                .map(|v| v.to_str().expect("link").to_string());
+            let body: serde_json::Value = r.json().await.expect("json");
+            let tags: Vec<String> = serde_json::from_value(body["tags"].clone()).expect("tags");
+            (tags, link)
+        }
+    };
+    let (manifest, digest) = app.push_image("team/list", "b", "list one").await;
+    for i in 0..2 {
+        assert_eq!(list(i, "").await.0, ["b"], "replica {i}");
+    }
+    for tag in ["a", "c"] {
+        let r = app
+            .put_manifest("team/list", tag, OCI_MANIFEST, &manifest)
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    assert_eq!(list(1, "").await.0, ["a", "b", "c"]);
+    let (first, link) = list(1, "?n=2").await;
+    assert_eq!(first, ["a", "b"]);
+    assert!(
+        link.is_some_and(|l| l.contains("last=b")),
+        "a Link to page 2"
+    );
+    assert_eq!(list(1, "?n=2&last=b").await, (vec!["c".to_string()], None));
+
+    // Moving a tag leaves the list; deleting one changes it on both replicas.
+    let (_, other) = app.push_image("team/list", "c", "list two").await;
+    assert_eq!(list(1, "").await.0, ["a", "b", "c"]);
+    let r = app
+        .send(|| app.req(reqwest::Method::DELETE, "/v2/team/list/manifests/a"))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    for i in [1, 0] {
+        assert_eq!(list(i, "").await.0, ["b", "c"], "replica {i}");
+    }
+    // Deleting a manifest takes its tags with it.
+    let path = format!("/v2/team/list/manifests/{digest}");
+    let r = app.send(|| app.req(reqwest::Method::DELETE, &path)).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(list(1, "").await.0, ["c"]);
+    let path = format!("/v2/team/list/manifests/{other}");
+    let r = app.send(|| app.req(reqwest::Method::DELETE, &path)).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(list(1, "").await.0.is_empty());
+}
