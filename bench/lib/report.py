@@ -2,8 +2,9 @@
 """The report of bench/run: medians over the runs, as markdown tables and JSON.
 
 Reads bench/run's raw files (tab-separated):
-  --raw      run target metric seconds ops server-cpu-seconds other-cores file
-             (file: oha's JSON for the load phases, the tag loader's for tag_put, or -)
+  --raw      run target metric seconds ops server-cpu-seconds other-cores services-cpu-seconds file
+             (services: moto + PostgreSQL, - with --backend fs; file: oha's JSON for the load
+             phases, the tag loader's for tag_put, or -)
   --mem      run target what kib              (what: rss_after_load, hwm_end)
   --clients  run registry client operation seconds note
 prints the tables and writes --out (JSON) and the same name with .md (the tables).
@@ -16,6 +17,13 @@ import statistics
 import sys
 
 TARGETS = ("dist", "berth")
+# What each --backend pits against each other.
+PAIRS = {
+    "fs": "distribution on its filesystem driver against berth on filesystem + SQLite",
+    "s3": ("distribution on its s3 driver (redirects disabled) against berth on PostgreSQL + S3, "
+           "both on one moto S3 server (a bucket each, fresh every run; berth a fresh database "
+           "every run)"),
+}
 LOADS = [("manifest_get", "manifest GET by tag"), ("manifest_head", "manifest HEAD by tag"),
          ("blob_head", "blob HEAD"), ("tags_list", "tags/list")]
 
@@ -37,6 +45,7 @@ def main():
     p = argparse.ArgumentParser()
     for name in ("raw", "mem", "clients", "out", "stamp", "machine", "versions", "loadavg"):
         p.add_argument(f"--{name}", required=True)
+    p.add_argument("--backend", choices=sorted(PAIRS), default="fs")
     for name in ("runs", "blob-mib", "chunk-mib", "layers", "layer-kib", "tags", "load-secs",
                  "conns", "quick", "elapsed"):
         p.add_argument(f"--{name}", type=int, required=True)
@@ -46,9 +55,11 @@ def main():
     rec = collections.defaultdict(list)
     others = []
     for line in open(a.raw):
-        run, target, metric, secs, ops, cpu, other, path = line.rstrip("\n").split("\t")
+        run, target, metric, secs, ops, cpu, other, svc, path = line.rstrip("\n").split("\t")
         r = {"run": int(run), "seconds": float(secs), "ops": int(ops), "cpu": float(cpu),
              "other_cores": float(other)}
+        if svc != "-":
+            r["services_cpu"] = float(svc)
         if path != "-":
             with open(path) as f:
                 detail = json.load(f)
@@ -80,7 +91,7 @@ def main():
         return statistics.median(vals) if vals else None
 
     gib = a.blob_mib / 1024
-    big = f"{a.blob_mib} MiB" if a.blob_mib < 1024 else f"{a.blob_mib // 1024} GiB"
+    big = f"{a.blob_mib // 1024} GiB" if a.blob_mib % 1024 == 0 else f"{a.blob_mib} MiB"
     rows = []  # (label, dist, berth, higher_is_better)
 
     def row(label, metric, f, higher):
@@ -105,30 +116,40 @@ def main():
         row(f"{label}, {a.conns} connections (req/s)", metric, rate, True)
         row(f"{label}: p50 latency (ms)", metric, lambda r: r["p50_ms"], False)
         row(f"{label}: p99 latency (ms)", metric, lambda r: r["p99_ms"], False)
-    per_gib = lambda r: r["cpu"] / gib  # noqa: E731
-    row("server CPU: blob push, monolithic (s per GiB)", "blob_push_mono", per_gib, False)
-    row("server CPU: blob push, chunked (s per GiB)", "blob_push_chunked", per_gib, False)
-    row("server CPU: blob pull (s per GiB)", "blob_pull", per_gib, False)
-    row(f"server CPU: skopeo push, {big} image (s per GiB)", "skopeo_push_big", per_gib, False)
-    row(f"server CPU: skopeo push, {a.layers} layers (ms per layer)", "skopeo_push_many",
-        lambda r: 1000 * r["cpu"] / a.layers, False)
-    row(f"server CPU: skopeo pull, {a.layers} layers (ms per layer)", "skopeo_pull_many",
-        lambda r: 1000 * r["cpu"] / a.layers, False)
-    per_op = lambda r: 1e6 * r["cpu"] / r["ops"]  # noqa: E731
-    row("server CPU: tag PUT (µs per PUT)", "tag_put", per_op, False)
-    for metric, label in LOADS:
-        row(f"server CPU: {label} (µs per request)", metric, per_op, False)
+    # The registry's own CPU; with --backend s3 also that of moto + PostgreSQL meanwhile (the
+    # other registry idles then, so it is the CPU the measured one made its backends spend).
+    cpu_kinds = [("server CPU", "cpu")]
+    if a.backend == "s3":
+        cpu_kinds.append(("moto + PostgreSQL CPU", "services_cpu"))
+    for who, k in cpu_kinds:
+        per_gib = lambda r, k=k: r[k] / gib  # noqa: E731
+        per_layer = lambda r, k=k: 1000 * r[k] / a.layers  # noqa: E731
+        per_op = lambda r, k=k: 1e6 * r[k] / r["ops"]  # noqa: E731
+        row(f"{who}: blob push, monolithic (s per GiB)", "blob_push_mono", per_gib, False)
+        row(f"{who}: blob push, chunked (s per GiB)", "blob_push_chunked", per_gib, False)
+        row(f"{who}: blob pull (s per GiB)", "blob_pull", per_gib, False)
+        row(f"{who}: skopeo push, {big} image (s per GiB)", "skopeo_push_big", per_gib, False)
+        row(f"{who}: skopeo push, {a.layers} layers (ms per layer)", "skopeo_push_many",
+            per_layer, False)
+        row(f"{who}: skopeo pull, {a.layers} layers (ms per layer)", "skopeo_pull_many",
+            per_layer, False)
+        row(f"{who}: tag PUT (µs per PUT)", "tag_put", per_op, False)
+        for metric, label in LOADS:
+            row(f"{who}: {label} (µs per request)", metric, per_op, False)
     for what, label in (("hwm_end", "peak RSS, VmHWM at the end of a run (MiB)"),
                         ("rss_after_load", "RSS after the load phases, VmRSS (MiB)")):
         d, b = (statistics.median(mem[(t, what)]) / 1024 if mem[(t, what)] else None for t in TARGETS)
         rows.append((label, d, b, False))
 
-    head = (f"bench/run{' --quick' if a.quick else ''}, {a.runs} run(s), medians; {a.stamp}; "
+    head = (f"bench/run --backend {a.backend}{' --quick' if a.quick else ''}, {a.runs} run(s), "
+            f"medians: {PAIRS[a.backend]}; {a.stamp}; "
             f"{a.machine}; {a.versions}. CPU of other processes during the measurements: "
             f"{min(others):.2f}-{max(others):.2f} cores (median {statistics.median(others):.2f}); "
             f"load average at the end: {a.loadavg}; took {a.elapsed} s.")
     lines = [head, "",
-             "| metric | distribution | berth | berth/distribution |", "|---|---:|---:|---:|"]
+             "| metric | distribution | berth | berth/distribution |" if a.backend == "fs" else
+             f"| metric | distribution {a.backend} | berth {a.backend} | berth/distribution |",
+             "|---|---:|---:|---:|"]
     for label, d, b, higher in rows:
         ratio = f"{b / d:.2f}" if d and b is not None else "-"
         lines.append(f"| {label} | {fmt(d)} | {fmt(b)} | {ratio} |")
@@ -150,9 +171,10 @@ def main():
     print(table)
 
     result = {
-        "date": a.stamp, "machine": a.machine, "versions": a.versions, "quick": bool(a.quick),
+        "date": a.stamp, "backend": a.backend, "pair": PAIRS[a.backend],
+        "machine": a.machine, "versions": a.versions, "quick": bool(a.quick),
         "elapsed_seconds": a.elapsed, "loadavg_at_end": a.loadavg,
-        "parameters": {"runs": a.runs, "blob_mib": a.blob_mib, "chunk_mib": a.chunk_mib,
+        "parameters": {"backend": a.backend, "runs": a.runs, "blob_mib": a.blob_mib, "chunk_mib": a.chunk_mib,
                        "layers": a.layers, "layer_kib": a.layer_kib, "tags": a.tags,
                        "load_seconds": a.load_secs, "connections": a.conns},
         "medians": [{"metric": label, "distribution": d, "berth": b,
