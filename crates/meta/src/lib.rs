@@ -93,6 +93,8 @@ pub struct NewManifest {
     /// Those of `tags` that must not move: if one names another manifest already, nothing is
     /// stored ([`MetaError::TagImmutable`]).
     pub immutable_tags: Vec<Tag>,
+    /// The push's audit event, appended in the same transaction: one commit for both.
+    pub audit: Option<AuditEvent>,
 }
 
 /// A manifest that names another as its `subject`.

@@ -36,6 +36,7 @@ fn manifest(content: &[u8], blobs: &[&BlobRecord], tags: &[&str]) -> NewManifest
         manifests: Vec::new(),
         tags: tags.iter().map(|t| tag(t)).collect(),
         immutable_tags: Vec::new(),
+        audit: None,
     }
 }
 

@@ -100,6 +100,7 @@ fn manifest(content: &str, blobs: &[&Digest], manifests: &[&Digest], tags: &[&st
         manifests: manifests.iter().map(|d| (*d).clone()).collect(),
         tags: tags.iter().map(|t| tag(t)).collect(),
         immutable_tags: Vec::new(),
+        audit: None,
     }
 }
 

@@ -105,6 +105,20 @@ pub struct Audit {
 }
 
 impl Audit {
+    /// The event as the log stores it: done now by `actor` from `source`.
+    pub fn at(self, actor: &str, source: Option<IpAddr>) -> AuditEvent {
+        AuditEvent {
+            at: unix_now(),
+            actor: actor.chars().take(256).collect(),
+            source: source.map(|a| a.to_string()),
+            action: self.action.as_str().to_string(),
+            // Names come from requests (a failed login's user name): bounded like the actor.
+            project: self.project,
+            resource: self.resource.chars().take(512).collect(),
+            detail: self.detail.chars().take(512).collect(),
+        }
+    }
+
     pub fn new(action: AuditAction, resource: impl Into<String>) -> Self {
         Self {
             action,
@@ -143,16 +157,7 @@ impl Registry {
     /// Appends an event. The operation it describes has already happened, so a failure to
     /// record is logged (as an error, with the event) rather than undoing or failing it.
     pub async fn record(&self, actor: &str, source: Option<IpAddr>, event: Audit) {
-        let event = AuditEvent {
-            at: unix_now(),
-            actor: actor.chars().take(256).collect(),
-            source: source.map(|a| a.to_string()),
-            action: event.action.as_str().to_string(),
-            // Names come from requests (a failed login's user name): bounded like the actor.
-            project: event.project,
-            resource: event.resource.chars().take(512).collect(),
-            detail: event.detail.chars().take(512).collect(),
-        };
+        let event = event.at(actor, source);
         if let Err(e) = self.meta.record_event(&event).await {
             tracing::error!(error = %e, ?event, "could not write the audit log");
         }

@@ -30,7 +30,7 @@ pub use audit::{Audit, AuditAction};
 pub use blobs::RangeRequest;
 pub use error::{Error, Result};
 pub use listings::{MAX_PAGE, TagPage};
-pub use manifests::{Manifest, StoredManifest, index_manifest};
+pub use manifests::{Manifest, Pusher, StoredManifest, index_manifest};
 pub use uploads::{ExpiryReport, MountOutcome, UploadStatus};
 
 /// Limits the registry enforces on requests.

@@ -50,6 +50,14 @@ pub fn tag_matches(pattern: &str, tag: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// The tags among `tags` that one of the immutable-tag `patterns` matches.
+pub(crate) fn immutable_among(patterns: &[String], tags: &[Tag]) -> Vec<Tag> {
+    tags.iter()
+        .filter(|t| patterns.iter().any(|p| tag_matches(p, t.as_str())))
+        .cloned()
+        .collect()
+}
+
 /// A pattern is a tag with `*` and `?` allowed.
 fn validate_pattern(pattern: &str) -> Result<()> {
     let ok = !pattern.is_empty()
@@ -77,8 +85,24 @@ impl Registry {
         growth: u64,
         blob: Option<&Digest>,
     ) -> Result<()> {
+        let limit = self
+            .meta
+            .project_settings(repository.project())
+            .await?
+            .quota_bytes;
+        self.check_quota_of(repository, limit, growth, blob).await
+    }
+
+    /// [`check_quota`](Self::check_quota) with the project's quota already read.
+    pub(crate) async fn check_quota_of(
+        &self,
+        repository: &Repository,
+        limit: Option<u64>,
+        growth: u64,
+        blob: Option<&Digest>,
+    ) -> Result<()> {
         let project = repository.project();
-        let Some(limit) = self.meta.project_settings(project).await?.quota_bytes else {
+        let Some(limit) = limit else {
             return Ok(());
         };
         if let Some(digest) = blob
@@ -112,11 +136,7 @@ impl Registry {
             .project_settings(repository.project())
             .await?
             .immutable_tags;
-        Ok(tags
-            .iter()
-            .filter(|t| patterns.iter().any(|p| tag_matches(p, t.as_str())))
-            .cloned()
-            .collect())
+        Ok(immutable_among(&patterns, tags))
     }
 
     /// The immutable tags naming the manifest `digest` (deleting a manifest deletes its

@@ -4,10 +4,19 @@
 use berth_meta::{ManifestRecord, MetaError, NewManifest};
 use berth_oci::{Algorithm, Digest, ManifestRef, ParsedManifest, Repository, Tag, parse_manifest};
 
-use crate::{Error, Registry, Result};
+use crate::lifecycle::immutable_among;
+use crate::{Audit, AuditAction, Error, Registry, Result};
 
 /// A stored manifest, as served.
 pub type StoredManifest = ManifestRecord;
+
+/// Who pushes a manifest, for its audit event (written in the manifest's transaction).
+#[derive(Clone, Copy, Debug)]
+pub struct Pusher<'a> {
+    /// As [`crate::audit::actor_name`] gives it.
+    pub actor: &'a str,
+    pub source: Option<std::net::IpAddr>,
+}
 
 /// A manifest accepted by PUT.
 #[derive(Clone, Debug)]
@@ -42,6 +51,7 @@ pub fn index_manifest(
         annotations,
         tags,
         immutable_tags: Vec::new(),
+        audit: None,
     })
 }
 
@@ -76,6 +86,7 @@ impl Registry {
         content_type: Option<&str>,
         content: Vec<u8>,
         extra_tags: Vec<Tag>,
+        pusher: Option<Pusher<'_>>,
     ) -> Result<Manifest> {
         let limit = self.limits.max_manifest_bytes;
         if content.len() > limit {
@@ -84,7 +95,7 @@ impl Registry {
         let parsed = parse_manifest(content_type, &content)
             .map_err(|e| Error::ManifestInvalid(e.to_string()))?;
         let digest = Digest::sha256_of(&content);
-        let mut tags = extra_tags;
+        let mut tags = extra_tags.clone();
         match reference {
             ManifestRef::Tag(tag) => tags.push(tag.clone()),
             ManifestRef::Digest(d) if d.algorithm() != Algorithm::Sha256 => {
@@ -101,17 +112,32 @@ impl Registry {
             ManifestRef::Digest(_) => {}
         }
         let mut new = index_manifest(&parsed, content, tags)?;
-        new.immutable_tags = self.immutable_tags(repository, &new.tags).await?;
+        let settings = self.meta.project_settings(repository.project()).await?;
+        new.immutable_tags = immutable_among(&settings.immutable_tags, &new.tags);
         // A manifest the repository holds already costs nothing more.
-        let quota = self
-            .meta
-            .project_settings(repository.project())
-            .await?
-            .quota_bytes;
-        if quota.is_some() && self.meta.manifest(repository, &digest).await?.is_none() {
-            self.check_quota(repository, new.content.len() as u64, None)
-                .await?;
+        if settings.quota_bytes.is_some()
+            && self.meta.manifest(repository, &digest).await?.is_none()
+        {
+            self.check_quota_of(
+                repository,
+                settings.quota_bytes,
+                new.content.len() as u64,
+                None,
+            )
+            .await?;
         }
+        new.audit = pusher.map(|p| {
+            let what = match reference {
+                ManifestRef::Tag(tag) => format!("{repository}:{tag}@{digest}"),
+                ManifestRef::Digest(_) => format!("{repository}@{digest}"),
+            };
+            let mut event = Audit::on_repository(AuditAction::Push, repository, what);
+            if !extra_tags.is_empty() {
+                let tags: Vec<String> = extra_tags.iter().map(ToString::to_string).collect();
+                event = event.detail(format!("tags={}", tags.join(",")));
+            }
+            event.at(p.actor, p.source)
+        });
         let subject = new.subject.clone();
         match self.meta.put_manifest(repository, &new).await {
             Ok(()) => Ok(Manifest { digest, subject }),

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use berth_oci::{Digest, ManifestRef, Repository, Tag};
 use berth_registry::audit::actor_name;
 use berth_registry::{
-    Action, Audit, AuditAction, MountOutcome, Principal, RangeRequest, UploadStatus,
+    Action, Audit, AuditAction, MountOutcome, Principal, Pusher, RangeRequest, UploadStatus,
 };
 use berth_storage::ByteStream;
 use futures_util::{StreamExt, TryStreamExt};
@@ -531,20 +531,23 @@ async fn put_manifest(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    // The push's audit event is written in the manifest's own transaction.
+    let actor = actor_name(&who.caller.principal());
+    let pusher = Pusher {
+        actor: &actor,
+        source: who.peer.0,
+    };
     let put = app
         .registry()
-        .put_manifest(repo, reference, content_type, content, extra_tags.clone())
+        .put_manifest(
+            repo,
+            reference,
+            content_type,
+            content,
+            extra_tags,
+            Some(pusher),
+        )
         .await?;
-    let what = match reference {
-        ManifestRef::Tag(tag) => format!("{repo}:{tag}@{}", put.digest),
-        ManifestRef::Digest(_) => format!("{repo}@{}", put.digest),
-    };
-    let mut event = Audit::on_repository(AuditAction::Push, repo, what);
-    if !extra_tags.is_empty() {
-        let tags: Vec<String> = extra_tags.iter().map(ToString::to_string).collect();
-        event = event.detail(format!("tags={}", tags.join(",")));
-    }
-    who.record(app, event).await;
     let mut response = (StatusCode::CREATED, Body::empty()).into_response();
     let h = response.headers_mut();
     h.insert(

@@ -10,25 +10,7 @@ use crate::audit::{AuditEvent, AuditLog, AuditQuery, AuditRecord};
 #[async_trait]
 impl AuditLog for PostgresMeta {
     async fn record_event(&self, e: &AuditEvent) -> Result<i64> {
-        // Ids come from a sequence, so replicas never hand out the same one. They increase in
-        // the order inserts start, not quite the order they commit: a page read while another
-        // replica's insert is in flight may already show a higher id, and the next page, below
-        // that page's last id, skips the late one if its id is above that cursor. Each event
-        // is one autocommitted statement, so the window is a few milliseconds.
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit_events (at, actor, source, action, project, resource, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(e.at)
-        .bind(&e.actor)
-        .bind(&e.source)
-        .bind(&e.action)
-        .bind(&e.project)
-        .bind(&e.resource)
-        .bind(&e.detail)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+        insert_event(&self.pool, e).await
     }
 
     async fn events(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
@@ -83,4 +65,30 @@ impl AuditLog for PostgresMeta {
             })
             .collect()
     }
+}
+
+/// Appends an event through `executor`: a pool, or a transaction the event belongs to.
+///
+/// Ids come from a sequence, so replicas never hand out the same one. They increase in the
+/// order inserts start, not quite the order they commit: a page read while another replica's
+/// insert is in flight may already show a higher id, and the next page, below that page's last
+/// id, skips the late one if its id is above that cursor. An event is one autocommitted
+/// statement, or part of a manifest PUT's transaction, so the window is a few milliseconds.
+pub(super) async fn insert_event<'c>(
+    executor: impl sqlx::Executor<'c, Database = Postgres>,
+    e: &AuditEvent,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO audit_events (at, actor, source, action, project, resource, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(&e.source)
+    .bind(&e.action)
+    .bind(&e.project)
+    .bind(&e.resource)
+    .bind(&e.detail)
+    .fetch_one(executor)
+    .await?)
 }

@@ -407,6 +407,9 @@ impl ManifestIndex for PostgresMeta {
         {
             return Err(MetaError::TagImmutable(kept.clone()));
         }
+        if let Some(event) = &m.audit {
+            audit::insert_event(&mut *tx, event).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -10,20 +10,7 @@ use crate::audit::{AuditEvent, AuditLog, AuditQuery, AuditRecord};
 #[async_trait]
 impl AuditLog for SqliteMeta {
     async fn record_event(&self, e: &AuditEvent) -> Result<i64> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit_events (at, actor, source, action, project, resource, detail)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(e.at)
-        .bind(&e.actor)
-        .bind(&e.source)
-        .bind(&e.action)
-        .bind(&e.project)
-        .bind(&e.resource)
-        .bind(&e.detail)
-        .fetch_one(&self.write)
-        .await?;
-        Ok(id)
+        insert_event(&self.write, e).await
     }
 
     async fn events(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
@@ -78,4 +65,24 @@ impl AuditLog for SqliteMeta {
             })
             .collect()
     }
+}
+
+/// Appends an event through `executor`: a pool, or a transaction the event belongs to.
+pub(super) async fn insert_event<'c>(
+    executor: impl sqlx::Executor<'c, Database = Sqlite>,
+    e: &AuditEvent,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO audit_events (at, actor, source, action, project, resource, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(&e.source)
+    .bind(&e.action)
+    .bind(&e.project)
+    .bind(&e.resource)
+    .bind(&e.detail)
+    .fetch_one(executor)
+    .await?)
 }

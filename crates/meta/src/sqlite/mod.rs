@@ -251,90 +251,121 @@ impl BlobIndex for SqliteMeta {
 
 #[async_trait]
 impl ManifestIndex for SqliteMeta {
+    /// Few statements, each a round trip to SQLite's thread: the references are checked and
+    /// written, and the tags upserted, a statement each over a JSON array (`json_each`); the
+    /// audit event goes into the same transaction, so one commit (one WAL sync) does it all.
     async fn put_manifest(&self, repository: &Repository, m: &NewManifest) -> Result<()> {
+        let json = |items: Vec<String>| serde_json::Value::from(items).to_string();
+        let blobs = json(m.blobs.iter().map(ToString::to_string).collect());
+        let children = json(m.manifests.iter().map(ToString::to_string).collect());
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        let repo = Self::repository_id(&mut tx, repository).await?;
-        for blob in &m.blobs {
-            let linked: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
-            )
-            .bind(repo)
-            .bind(blob.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if linked.is_none() {
-                return Err(MetaError::BlobUnknown(blob.clone()));
-            }
-        }
-        for child in &m.manifests {
-            let exists: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?",
-            )
-            .bind(repo)
-            .bind(child.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if exists.is_none() {
-                return Err(MetaError::ManifestUnknown(child.clone()));
-            }
-        }
-        // Same digest, same bytes: a repeated PUT only adds tags.
-        sqlx::query(
-            "INSERT INTO manifests (repository_id, digest, media_type, content, subject,
-                                    artifact_type, annotations, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repository_id, digest) DO NOTHING",
+        // One statement finds the repository, the first reference it lacks, and the manifest
+        // if stored already.
+        let found = sqlx::query(
+            "SELECT r.id,
+                (SELECT j.value FROM json_each(?2) j WHERE NOT EXISTS (SELECT 1 FROM repository_blobs b
+                    WHERE b.repository_id = r.id AND b.digest = j.value) LIMIT 1) AS missing_blob,
+                (SELECT j.value FROM json_each(?3) j WHERE NOT EXISTS (SELECT 1 FROM manifests c
+                    WHERE c.repository_id = r.id AND c.digest = j.value) LIMIT 1) AS missing_child,
+                (SELECT m.id FROM manifests m WHERE m.repository_id = r.id AND m.digest = ?4) AS existing
+             FROM repositories r WHERE r.name = ?1",
         )
-        .bind(repo)
+        .bind(repository.as_str())
+        .bind(&blobs)
+        .bind(&children)
         .bind(m.digest.to_string())
-        .bind(&m.media_type)
-        .bind(&m.content)
-        .bind(m.subject.as_ref().map(|d| d.to_string()))
-        .bind(&m.artifact_type)
-        .bind(&m.annotations)
-        .bind(now())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        let manifest_id: i64 =
-            sqlx::query_scalar("SELECT id FROM manifests WHERE repository_id = ? AND digest = ?")
+        let (repo, existing) = match found {
+            Some(row) => {
+                if let Some(missing) = row.try_get::<Option<String>, _>("missing_blob")? {
+                    return Err(MetaError::BlobUnknown(parse(&missing)?));
+                }
+                if let Some(missing) = row.try_get::<Option<String>, _>("missing_child")? {
+                    return Err(MetaError::ManifestUnknown(parse(&missing)?));
+                }
+                (
+                    row.try_get::<i64, _>("id")?,
+                    row.try_get::<Option<i64>, _>("existing")?,
+                )
+            }
+            // A new repository holds nothing a manifest could reference.
+            None => {
+                if let Some(missing) = m.blobs.first() {
+                    return Err(MetaError::BlobUnknown(missing.clone()));
+                }
+                if let Some(missing) = m.manifests.first() {
+                    return Err(MetaError::ManifestUnknown(missing.clone()));
+                }
+                (Self::repository_id(&mut tx, repository).await?, None)
+            }
+        };
+        // Same digest, same bytes, same references: a repeated PUT only adds tags.
+        let manifest_id = match existing {
+            Some(id) => id,
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO manifests (repository_id, digest, media_type, content, subject,
+                                            artifact_type, annotations, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
                 .bind(repo)
                 .bind(m.digest.to_string())
+                .bind(&m.media_type)
+                .bind(&m.content)
+                .bind(m.subject.as_ref().map(|d| d.to_string()))
+                .bind(&m.artifact_type)
+                .bind(&m.annotations)
+                .bind(now())
                 .fetch_one(&mut *tx)
                 .await?;
-        let refs = m
-            .blobs
-            .iter()
-            .map(|d| ("blob", d))
-            .chain(m.manifests.iter().map(|d| ("manifest", d)));
-        for (kind, digest) in refs {
-            sqlx::query(
-                "INSERT INTO manifest_references (manifest_id, kind, digest) VALUES (?, ?, ?)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(manifest_id)
-            .bind(kind)
-            .bind(digest.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        for tag in &m.tags {
-            // An immutable tag that names another manifest is left alone: nothing changes,
-            // and the whole PUT is refused (the transaction is dropped, rolled back).
-            let done = sqlx::query(
-                "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES (?, ?, ?, ?)
+                if !m.blobs.is_empty() || !m.manifests.is_empty() {
+                    sqlx::query(
+                        "INSERT INTO manifest_references (manifest_id, kind, digest)
+                         SELECT ?1, 'blob', value FROM json_each(?2)
+                         UNION ALL SELECT ?1, 'manifest', value FROM json_each(?3)
+                         WHERE true ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(&blobs)
+                    .bind(&children)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                id
+            }
+        };
+        if !m.tags.is_empty() {
+            let tags = json(m.tags.iter().map(ToString::to_string).collect());
+            let immutable = json(m.immutable_tags.iter().map(ToString::to_string).collect());
+            // An immutable tag that names another manifest is left alone (the DO UPDATE's
+            // WHERE), and the whole PUT refused: the transaction is dropped, rolled back.
+            let written: Vec<String> = sqlx::query_scalar(
+                "INSERT INTO tags (repository_id, name, manifest_id, updated_at)
+                 SELECT ?1, value, ?2, ?3 FROM json_each(?4) WHERE true
                  ON CONFLICT (repository_id, name)
                  DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at
-                 WHERE tags.manifest_id = excluded.manifest_id OR ? = 0",
+                 WHERE tags.manifest_id = excluded.manifest_id
+                    OR tags.name NOT IN (SELECT value FROM json_each(?5))
+                 RETURNING name",
             )
             .bind(repo)
-            .bind(tag.as_str())
             .bind(manifest_id)
             .bind(now())
-            .bind(m.immutable_tags.contains(tag))
-            .execute(&mut *tx)
+            .bind(&tags)
+            .bind(&immutable)
+            .fetch_all(&mut *tx)
             .await?;
-            if done.rows_affected() == 0 {
-                return Err(MetaError::TagImmutable(tag.clone()));
+            if let Some(kept) = m
+                .tags
+                .iter()
+                .find(|t| !written.iter().any(|w| w == t.as_str()))
+            {
+                return Err(MetaError::TagImmutable(kept.clone()));
             }
+        }
+        if let Some(event) = &m.audit {
+            audit::insert_event(&mut *tx, event).await?;
         }
         tx.commit().await?;
         Ok(())
