@@ -25,8 +25,6 @@ use async_trait::async_trait;
 use berth_oci::Digest;
 use bytes::Bytes;
 use tokio::fs;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use crate::{
     BlobKey, BlobLister, BlobReader, BlobRemover, BlobStore, ByteRange, ByteStream, ObjectStream,
@@ -66,29 +64,37 @@ impl FilesystemStore {
     }
 
     /// Opens an upload file cut back to the `acknowledged` bytes: anything past them was
-    /// written by a request that never completed.
-    async fn open_acknowledged(&self, id: &str, acknowledged: u64) -> Result<fs::File> {
+    /// written by a request that never completed. Holds the file's lock (`flock`), which the
+    /// writing thread of a request keeps until it has stopped: a request abandoned a moment
+    /// ago (its client gone) cannot write into the file after this has cut it back.
+    async fn open_acknowledged(&self, id: &str, acknowledged: u64) -> Result<std::fs::File> {
         let path = self.upload_path(id)?;
-        let file = match fs::OpenOptions::new().write(true).open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StorageError::UploadNotFound(id.to_string()));
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let file = match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(StorageError::UploadNotFound(id));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            file.lock()?;
+            let len = file.metadata()?.len();
+            if len < acknowledged {
+                // The session acknowledged bytes that are not on disk: never build on them.
+                return Err(StorageError::UploadCorrupt {
+                    id,
+                    expected: acknowledged,
+                    actual: len,
+                });
             }
-            Err(e) => return Err(e.into()),
-        };
-        let len = file.metadata().await?.len();
-        if len < acknowledged {
-            // The session acknowledged bytes that are not on disk: never build on them.
-            return Err(StorageError::UploadCorrupt {
-                id: id.to_string(),
-                expected: acknowledged,
-                actual: len,
-            });
-        }
-        if len > acknowledged {
-            file.set_len(acknowledged).await?;
-        }
-        Ok(file)
+            if len > acknowledged {
+                file.set_len(acknowledged)?;
+            }
+            Ok(file)
+        })
+        .await
+        .map_err(|e| StorageError::Io(io::Error::other(e)))?
     }
 
     fn blob_path(&self, key: &BlobKey) -> PathBuf {
@@ -119,23 +125,64 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
 impl BlobReader for FilesystemStore {
     async fn open(&self, key: &BlobKey, range: Option<ByteRange>) -> Result<ByteStream> {
         let mut file = match fs::File::open(self.blob_path(key)).await {
-            Ok(f) => f,
+            Ok(f) => f.into_std().await,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StorageError::NotFound(key.as_str().to_string()));
             }
             Err(e) => return Err(e.into()),
         };
-        match range {
-            None => Ok(Box::pin(ReaderStream::with_capacity(file, READ_CHUNK))),
-            Some(r) => {
-                file.seek(SeekFrom::Start(r.start)).await?;
-                Ok(Box::pin(ReaderStream::with_capacity(
-                    file.take(r.len()),
-                    READ_CHUNK,
-                )))
-            }
+        let (start, len) = match range {
+            Some(r) => (r.start, r.len()),
+            None => (0, file.metadata()?.len()),
+        };
+        if start > 0 {
+            use std::io::Seek;
+            file.seek(SeekFrom::Start(start))?;
         }
+        Ok(read_ahead(file, len))
     }
+}
+
+/// Streams `len` bytes of `file` from where it stands, [`READ_CHUNK`] at a time: each chunk is
+/// read straight into the buffer that goes to the socket (one copy), on a blocking thread, and
+/// the next read starts as soon as a chunk is handed over, so reading the file overlaps
+/// sending the previous chunk. No thread waits on a slow client: a read runs only when the
+/// previous chunk has been taken.
+fn read_ahead(file: std::fs::File, len: u64) -> ByteStream {
+    type Read = tokio::task::JoinHandle<(std::fs::File, io::Result<Bytes>)>;
+    fn start(mut file: std::fs::File, want: u64) -> Read {
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let want = want.min(READ_CHUNK as u64);
+            let mut buf = Vec::with_capacity(want as usize);
+            let read = match (&mut file).take(want).read_to_end(&mut buf) {
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the blob file is shorter than its recorded size",
+                )),
+                Ok(_) => Ok(Bytes::from(buf)),
+                Err(e) => Err(e),
+            };
+            (file, read)
+        })
+    }
+    let first = (len > 0).then(|| start(file, len));
+    Box::pin(futures_util::stream::unfold(
+        (first, len),
+        |(next, left)| async move {
+            let (file, read) = match next?.await {
+                Ok(done) => done,
+                Err(e) => return Some((Err(io::Error::other(e)), (None, 0))),
+            };
+            let chunk = match read {
+                Ok(chunk) => chunk,
+                Err(e) => return Some((Err(e), (None, 0))),
+            };
+            let left = left - chunk.len() as u64;
+            let next = (left > 0).then(|| start(file, left));
+            Some((Ok(chunk), (next, left)))
+        },
+    ))
 }
 
 /// Appends a request's bytes to an upload file from a thread of its own, so that the request's
@@ -150,6 +197,18 @@ impl BlobReader for FilesystemStore {
 struct FileUploadWriter {
     chunks: Option<tokio::sync::mpsc::Sender<Bytes>>,
     thread: Option<tokio::task::JoinHandle<io::Result<()>>>,
+    /// Set when the writer is dropped unfinished (the request failed or its client left):
+    /// the thread then stops without writing what is still queued.
+    abandoned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for FileUploadWriter {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.abandoned
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// Chunks queued for the writing thread: a request body's chunks are at most hyper's read
@@ -164,9 +223,14 @@ const WRITEV_CHUNKS: usize = 64;
 impl FileUploadWriter {
     fn start(file: std::fs::File) -> Self {
         let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+        let abandoned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = abandoned.clone();
         Self {
             chunks: Some(tx),
-            thread: Some(tokio::task::spawn_blocking(move || write_loop(file, rx))),
+            thread: Some(tokio::task::spawn_blocking(move || {
+                write_loop(file, rx, &flag)
+            })),
+            abandoned,
         }
     }
 
@@ -187,10 +251,13 @@ impl FileUploadWriter {
 }
 
 /// The writing thread: writes what arrives, several chunks to a `writev`, and keeps one
-/// background `fdatasync` going per [`WRITEBACK_STEP`] (on a clone of the descriptor).
+/// background `fdatasync` going per [`WRITEBACK_STEP`] (on a clone of the descriptor). It
+/// holds the upload file's lock (taken by `open_acknowledged`) until it returns, and stops
+/// early, dropping what is queued, once its writer is abandoned.
 fn write_loop(
     mut file: std::fs::File,
     mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    abandoned: &std::sync::atomic::AtomicBool,
 ) -> io::Result<()> {
     use std::io::{IoSlice, Write};
     let mut batch: Vec<Bytes> = Vec::with_capacity(WRITEV_CHUNKS);
@@ -207,6 +274,9 @@ fn write_loop(
                 Ok(chunk) => batch.push(chunk),
                 Err(_) => break,
             }
+        }
+        if abandoned.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
         }
         let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
         let mut rest = &mut slices[..];
@@ -285,8 +355,8 @@ impl UploadStore for FilesystemStore {
         offset: u64,
     ) -> Result<Box<dyn UploadWriter>> {
         let mut file = self.open_acknowledged(id, offset).await?;
-        file.seek(SeekFrom::Start(offset)).await?;
-        Ok(Box::new(FileUploadWriter::start(file.into_std().await)))
+        std::io::Seek::seek(&mut file, SeekFrom::Start(offset))?;
+        Ok(Box::new(FileUploadWriter::start(file)))
     }
 
     async fn commit(
@@ -298,8 +368,9 @@ impl UploadStore for FilesystemStore {
     ) -> Result<BlobKey> {
         let upload = self.upload_path(id)?;
         let file = self.open_acknowledged(id, size).await?;
-        file.sync_all().await?;
-        drop(file);
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(io::Error::other)??;
 
         let key = Self::key_for(digest, id)?;
         let target = self.blob_path(&key);
@@ -404,6 +475,43 @@ impl BlobStore for FilesystemStore {
 
 #[cfg(test)]
 mod tests {
+    use crate::UploadStore;
+
+    /// A request that dies with chunks still queued for its writing thread must not write them
+    /// into the file after the next request on the session has cut it back and started over:
+    /// the next request waits for the old thread, which stops without writing what is queued.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_request_writes_nothing_into_the_next_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::FilesystemStore::open(dir.path())
+            .await
+            .expect("open");
+        let state = store.create_upload("ABANDON").await.expect("create");
+        for round in 0..20u8 {
+            let mut old = store.writer("ABANDON", &state, 0).await.expect("writer");
+            for _ in 0..16 {
+                old.write(bytes::Bytes::from(vec![0xAA; 256 << 10]))
+                    .await
+                    .expect("write");
+            }
+            drop(old);
+            let mut new = store.writer("ABANDON", &state, 0).await.expect("writer");
+            let data = vec![round; 1 << 20];
+            new.write(bytes::Bytes::from(data.clone()))
+                .await
+                .expect("write");
+            new.finish().await.expect("finish");
+            let on_disk = std::fs::read(dir.path().join("uploads/ABANDON")).expect("read");
+            assert!(
+                on_disk == data,
+                "round {round}: the abandoned request's bytes landed in the new one"
+            );
+            // The next round starts again from nothing.
+            let cut = store.writer("ABANDON", &state, 0).await.expect("writer");
+            cut.finish().await.expect("finish");
+        }
+    }
+
     #[tokio::test]
     async fn filesystem_passes_the_suite() {
         let dir = tempfile::tempdir().expect("tempdir");
