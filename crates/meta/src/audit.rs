@@ -54,3 +54,29 @@ pub trait AuditLog: Send + Sync {
     /// Events matching `query`, newest first.
     async fn events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
 }
+
+/// Defines `insert_event(executor, event)` for a backend's database type: appends an event
+/// through a pool, or through a transaction the event belongs to (a manifest PUT's).
+macro_rules! insert_event_fn {
+    ($db:ty) => {
+        pub(super) async fn insert_event<'c>(
+            executor: impl sqlx::Executor<'c, Database = $db>,
+            e: &$crate::audit::AuditEvent,
+        ) -> $crate::Result<i64> {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO audit_events (at, actor, source, action, project, resource, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(e.at)
+            .bind(&e.actor)
+            .bind(&e.source)
+            .bind(&e.action)
+            .bind(&e.project)
+            .bind(&e.resource)
+            .bind(&e.detail)
+            .fetch_one(executor)
+            .await?)
+        }
+    };
+}
+pub(crate) use insert_event_fn;

@@ -48,3 +48,16 @@ pub(crate) fn missing(message: String) -> impl FnOnce(sqlx::Error) -> MetaError 
         _ => MetaError::Database(e),
     }
 }
+
+/// After a manifest PUT's tag upsert returned the tags it `written`: a tag of the manifest it
+/// did not write is an immutable one that names another manifest, and the PUT is refused.
+pub(crate) fn all_tags_written(m: &crate::NewManifest, written: &[String]) -> Result<()> {
+    match m
+        .tags
+        .iter()
+        .find(|t| !written.iter().any(|w| w == t.as_str()))
+    {
+        Some(kept) => Err(MetaError::TagImmutable(kept.clone())),
+        None => Ok(()),
+    }
+}

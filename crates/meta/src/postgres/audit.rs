@@ -67,28 +67,10 @@ impl AuditLog for PostgresMeta {
     }
 }
 
-/// Appends an event through `executor`: a pool, or a transaction the event belongs to.
-///
-/// Ids come from a sequence, so replicas never hand out the same one. They increase in the
-/// order inserts start, not quite the order they commit: a page read while another replica's
-/// insert is in flight may already show a higher id, and the next page, below that page's last
-/// id, skips the late one if its id is above that cursor. An event is one autocommitted
-/// statement, or part of a manifest PUT's transaction, so the window is a few milliseconds.
-pub(super) async fn insert_event<'c>(
-    executor: impl sqlx::Executor<'c, Database = Postgres>,
-    e: &AuditEvent,
-) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO audit_events (at, actor, source, action, project, resource, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-    )
-    .bind(e.at)
-    .bind(&e.actor)
-    .bind(&e.source)
-    .bind(&e.action)
-    .bind(&e.project)
-    .bind(&e.resource)
-    .bind(&e.detail)
-    .fetch_one(executor)
-    .await?)
-}
+// `insert_event`: ids come from a sequence, so replicas never hand out the same one. They
+// increase in the order inserts start, not quite the order they commit: a page read while
+// another replica's insert is in flight may already show a higher id, and the next page,
+// below that page's last id, skips the late one if its id is above that cursor. An event is
+// one autocommitted statement, or part of a manifest PUT's transaction, so the window is a few
+// milliseconds.
+crate::audit::insert_event_fn!(Postgres);

@@ -67,22 +67,4 @@ impl AuditLog for SqliteMeta {
     }
 }
 
-/// Appends an event through `executor`: a pool, or a transaction the event belongs to.
-pub(super) async fn insert_event<'c>(
-    executor: impl sqlx::Executor<'c, Database = Sqlite>,
-    e: &AuditEvent,
-) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO audit_events (at, actor, source, action, project, resource, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(e.at)
-    .bind(&e.actor)
-    .bind(&e.source)
-    .bind(&e.action)
-    .bind(&e.project)
-    .bind(&e.resource)
-    .bind(&e.detail)
-    .fetch_one(executor)
-    .await?)
-}
+crate::audit::insert_event_fn!(Sqlite);

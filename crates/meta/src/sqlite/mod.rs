@@ -356,13 +356,7 @@ impl ManifestIndex for SqliteMeta {
             .bind(&immutable)
             .fetch_all(&mut *tx)
             .await?;
-            if let Some(kept) = m
-                .tags
-                .iter()
-                .find(|t| !written.iter().any(|w| w == t.as_str()))
-            {
-                return Err(MetaError::TagImmutable(kept.clone()));
-            }
+            crate::rows::all_tags_written(m, &written)?;
         }
         if let Some(event) = &m.audit {
             audit::insert_event(&mut *tx, event).await?;
