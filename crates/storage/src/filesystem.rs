@@ -278,7 +278,11 @@ fn write_loop(
         if abandoned.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+        let mut slices: Vec<IoSlice<'_>> = batch
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| IoSlice::new(b))
+            .collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
             match file.write_vectored(rest) {
@@ -315,6 +319,10 @@ fn write_loop(
 #[async_trait]
 impl UploadWriter for FileUploadWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        if chunk.is_empty() {
+            // Nothing to write (and a `writev` of nothing would read as a failed write).
+            return Ok(());
+        }
         let sent = match &self.chunks {
             Some(chunks) => chunks.send(chunk).await.is_ok(),
             None => false,
