@@ -505,6 +505,20 @@ fn walk_files(dir: &std::path::Path) -> usize {
         .sum()
 }
 
+/// Whether `check` holds within 10 s, asked every 100 ms: for what a background job (a
+/// scheduled collection, a retention run) does in its own time.
+pub async fn within_10s<F: std::future::Future<Output = bool>>(
+    mut check: impl FnMut() -> F,
+) -> bool {
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// A metric's value, summed over the replicas.
 pub async fn metric(app: &TestApp, name: &str) -> f64 {
     let mut total = 0.0;

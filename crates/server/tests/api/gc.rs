@@ -425,30 +425,15 @@ async fn collections_run_on_their_schedule() {
     .await;
     let loose = app.push_blob("gc/scheduled", &noise(5, 5_000)).await;
     let path = format!("/v2/gc/scheduled/blobs/{loose}");
-    let mut gone = false;
-    for _ in 0..100 {
-        if status(&app, Method::HEAD, &path).await == StatusCode::NOT_FOUND {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        gone,
+        within_10s(|| async { status(&app, Method::HEAD, &path).await == StatusCode::NOT_FOUND })
+            .await,
         "no scheduled collection took the loose blob within 10 s"
     );
     // The blob answers 404 once its row is gone; the collection counts it when it has also
     // deleted the object and finished (on S3 a moment later).
-    let mut counted = false;
-    for _ in 0..100 {
-        if metric(&app, "berth_gc_blobs_deleted_total").await >= 1.0 {
-            counted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        counted,
+        within_10s(|| async { metric(&app, "berth_gc_blobs_deleted_total").await >= 1.0 }).await,
         "the collection that took the blob never counted it"
     );
     assert!(metric(&app, "berth_gc_last_success_timestamp_seconds").await > 0.0);
