@@ -41,15 +41,20 @@ impl TagPage {
 /// Tag lists kept in memory, each with the version the database gave before it was read
 /// ([`berth_meta::ManifestIndex::tag_list_version`]): served while the database still gives
 /// that version, so a change by any replica is seen by the next request. Only lists of at
-/// most one page are kept, [`TAG_LISTS_MAX_TAGS`] tags in all.
+/// most one page are kept, [`TAG_LISTS_MAX_TAGS`] tags in all; of a longer one, only that it
+/// is longer (`None`), so that its pages are read from the database without reading the
+/// first 10,001 tags each time.
 #[derive(Default)]
 pub(crate) struct TagLists {
     lists: Mutex<TagListsInner>,
 }
 
+/// A kept tag list, or `None` for one longer than a page.
+type KeptList = Option<Arc<[Tag]>>;
+
 #[derive(Default)]
 struct TagListsInner {
-    by_repository: HashMap<Repository, (i64, Arc<[Tag]>)>,
+    by_repository: HashMap<Repository, (i64, KeptList)>,
     tags: usize,
 }
 
@@ -57,7 +62,7 @@ struct TagListsInner {
 const TAG_LISTS_MAX_TAGS: usize = 100_000;
 
 impl TagLists {
-    fn get(&self, repository: &Repository, version: i64) -> Option<Arc<[Tag]>> {
+    fn get(&self, repository: &Repository, version: i64) -> Option<KeptList> {
         let lists = self.lists.lock().ok()?;
         match lists.by_repository.get(repository) {
             Some((v, tags)) if *v == version => Some(tags.clone()),
@@ -65,24 +70,25 @@ impl TagLists {
         }
     }
 
-    fn put(&self, repository: &Repository, version: i64, tags: Arc<[Tag]>) {
+    fn put(&self, repository: &Repository, version: i64, tags: KeptList) {
+        let len = |tags: &KeptList| tags.as_ref().map_or(0, |t| t.len());
         let Ok(mut lists) = self.lists.lock() else {
             return;
         };
         let lists = &mut *lists;
         if let Some((_, old)) = lists.by_repository.remove(repository) {
-            lists.tags -= old.len();
+            lists.tags -= len(&old);
         }
         // Room for the new list: drop others, in no particular order.
-        while lists.tags + tags.len() > TAG_LISTS_MAX_TAGS {
+        while lists.tags + len(&tags) > TAG_LISTS_MAX_TAGS {
             let Some(other) = lists.by_repository.keys().next().cloned() else {
                 break;
             };
             if let Some((_, old)) = lists.by_repository.remove(&other) {
-                lists.tags -= old.len();
+                lists.tags -= len(&old);
             }
         }
-        lists.tags += tags.len();
+        lists.tags += len(&tags);
         lists
             .by_repository
             .insert(repository.clone(), (version, tags));
@@ -107,20 +113,25 @@ impl Registry {
             .tag_list_version(repository)
             .await?
             .ok_or_else(unknown)?;
-        if let Some(tags) = self.tag_lists.get(repository, version) {
-            return Ok(TagPage::of(tags, last, n));
-        }
-        // Read after the version: if the list changed in between, the version has changed
-        // too, and the next request reads the list again.
-        let whole = self
-            .meta
-            .tags(repository, None, MAX_PAGE)
-            .await?
-            .ok_or_else(unknown)?;
-        if !whole.more {
-            let tags: Arc<[Tag]> = whole.items.into();
-            self.tag_lists.put(repository, version, tags.clone());
-            return Ok(TagPage::of(tags, last, n));
+        match self.tag_lists.get(repository, version) {
+            Some(Some(tags)) => return Ok(TagPage::of(tags, last, n)),
+            // Longer than a page at this version.
+            Some(None) => {}
+            None => {
+                // Read after the version: if the list changed in between, the version has
+                // changed too, and the next request reads the list again.
+                let whole = self
+                    .meta
+                    .tags(repository, None, MAX_PAGE)
+                    .await?
+                    .ok_or_else(unknown)?;
+                if !whole.more {
+                    let tags: Arc<[Tag]> = whole.items.into();
+                    self.tag_lists.put(repository, version, Some(tags.clone()));
+                    return Ok(TagPage::of(tags, last, n));
+                }
+                self.tag_lists.put(repository, version, None);
+            }
         }
         // Longer than a page: read the page asked for.
         let page = self

@@ -86,7 +86,7 @@ impl Registry {
         content_type: Option<&str>,
         content: Vec<u8>,
         extra_tags: Vec<Tag>,
-        pusher: Option<Pusher<'_>>,
+        pusher: Pusher<'_>,
     ) -> Result<Manifest> {
         let limit = self.limits.max_manifest_bytes;
         if content.len() > limit {
@@ -126,18 +126,16 @@ impl Registry {
             )
             .await?;
         }
-        new.audit = pusher.map(|p| {
-            let what = match reference {
-                ManifestRef::Tag(tag) => format!("{repository}:{tag}@{digest}"),
-                ManifestRef::Digest(_) => format!("{repository}@{digest}"),
-            };
-            let mut event = Audit::on_repository(AuditAction::Push, repository, what);
-            if !extra_tags.is_empty() {
-                let tags: Vec<String> = extra_tags.iter().map(ToString::to_string).collect();
-                event = event.detail(format!("tags={}", tags.join(",")));
-            }
-            event.at(p.actor, p.source)
-        });
+        let what = match reference {
+            ManifestRef::Tag(tag) => format!("{repository}:{tag}@{digest}"),
+            ManifestRef::Digest(_) => format!("{repository}@{digest}"),
+        };
+        let mut event = Audit::on_repository(AuditAction::Push, repository, what);
+        if !extra_tags.is_empty() {
+            let tags: Vec<String> = extra_tags.iter().map(ToString::to_string).collect();
+            event = event.detail(format!("tags={}", tags.join(",")));
+        }
+        new.audit = Some(event.at(pusher.actor, pusher.source));
         let subject = new.subject.clone();
         match self.meta.put_manifest(repository, &new).await {
             Ok(()) => Ok(Manifest { digest, subject }),

@@ -539,14 +539,7 @@ async fn put_manifest(
     };
     let put = app
         .registry()
-        .put_manifest(
-            repo,
-            reference,
-            content_type,
-            content,
-            extra_tags,
-            Some(pusher),
-        )
+        .put_manifest(repo, reference, content_type, content, extra_tags, pusher)
         .await?;
     let mut response = (StatusCode::CREATED, Body::empty()).into_response();
     let h = response.headers_mut();
@@ -593,22 +586,22 @@ fn next_link(path: &str, n: Option<u32>, last: &str) -> Result<HeaderValue, ApiE
 async fn tags(app: &App, repo: &Repository, query: &Query) -> ApiResult {
     let n = query.n()?;
     let page = app.registry().list_tags(repo, n, query.get("last")).await?;
+    // Serialized from the borrowed names: no JSON value built per tag.
     #[derive(serde::Serialize)]
     struct TagList<'a> {
         name: &'a str,
         tags: Vec<&'a str>,
     }
-    let names: Vec<&str> = page.items().iter().map(Tag::as_str).collect();
-    let body = TagList {
+    let items = page.items();
+    let mut response = axum::Json(TagList {
         name: repo.as_str(),
-        tags: names,
-    };
-    let mut response = axum::Json(&body).into_response();
-    let names = body.tags;
+        tags: items.iter().map(Tag::as_str).collect(),
+    })
+    .into_response();
     if page.more
-        && let Some(last) = names.last()
+        && let Some(last) = items.last()
     {
-        let link = next_link(&format!("/v2/{repo}/tags/list"), n, last)?;
+        let link = next_link(&format!("/v2/{repo}/tags/list"), n, last.as_str())?;
         response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)

@@ -189,8 +189,8 @@ fn read_ahead(file: std::fs::File, len: u64) -> ByteStream {
 /// task goes on receiving (and the registry hashing) while the kernel copies.
 ///
 /// Durability: nothing is synced per request. The blob is synced once, at
-/// [`UploadStore::commit`], before it is renamed into place; a crash in between loses at most
-/// the acknowledged tail of an unfinished upload, which the next request detects (the file is
+/// [`UploadStore::commit`], before it is renamed into place; a power cut in between loses at
+/// most the acknowledged tail of an unfinished upload, which the next request detects (the file is
 /// shorter than the session says: [`StorageError::UploadCorrupt`]) or the digest check at the
 /// end refuses. Meanwhile, every [`WRITEBACK_STEP`] written, a background `fdatasync` starts the
 /// disk on what has arrived, so that the commit's sync finds little left to write.
@@ -278,11 +278,7 @@ fn write_loop(
         if abandoned.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        let mut slices: Vec<IoSlice<'_>> = batch
-            .iter()
-            .filter(|b| !b.is_empty())
-            .map(|b| IoSlice::new(b))
-            .collect();
+        let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
             match file.write_vectored(rest) {
@@ -320,7 +316,8 @@ fn write_loop(
 impl UploadWriter for FileUploadWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
         if chunk.is_empty() {
-            // Nothing to write (and a `writev` of nothing would read as a failed write).
+            // Nothing to write: the thread never sees an empty chunk (a `writev` of nothing
+            // would read as a failed write).
             return Ok(());
         }
         let sent = match &self.chunks {

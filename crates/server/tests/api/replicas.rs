@@ -267,3 +267,60 @@ async fn tag_lists_follow_changes_made_through_any_replica() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(list(1, "").await.0.is_empty());
 }
+
+/// A repository with more tags than a page (10,000) is not kept in memory: its pages come from
+/// the database, on every replica, and follow a change.
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_lists_longer_than_a_page_are_paged_from_the_database() {
+    let app = TestApp::start().await;
+    let (manifest, _) = app.push_image("team/many", "t00000", "many tags").await;
+    // 10,000 more tags on the same manifest, in one transaction.
+    let parsed = berth_oci::parse_manifest(Some(OCI_MANIFEST), &manifest).expect("parse");
+    let tags = (1..=10_000)
+        .map(|i| format!("t{i:05}").parse().expect("tag"))
+        .collect();
+    let new = berth_registry::index_manifest(&parsed, manifest.clone(), tags).expect("index");
+    let meta = app.meta().await;
+    meta.put_manifest(&"team/many".parse().expect("repository"), &new)
+        .await
+        .expect("put");
+
+    let page = |i: usize, query: &'static str| {
+        let url = format!("{}/v2/team/many/tags/list{query}", replica(&app, i));
+        let app = &app;
+        async move {
+            let r = app.get(&url).await;
+            assert_eq!(r.status(), StatusCode::OK, "{url}");
+            let link = r
+                .headers()
+                .get("link")
+                .map(|v| v.to_str().expect("link").to_string());
+            let body: serde_json::Value = r.json().await.expect("json");
+            let tags: Vec<String> = serde_json::from_value(body["tags"].clone()).expect("tags");
+            (tags, link)
+        }
+    };
+    // Twice on each replica: the second answer comes after the list was found too long.
+    for i in [0, 1, 0, 1] {
+        let (first, link) = page(i, "").await;
+        assert_eq!(first.len(), 10_000, "replica {i}");
+        assert_eq!(first.first().map(String::as_str), Some("t00000"));
+        assert!(
+            link.is_some_and(|l| l.contains("last=t09999")),
+            "replica {i}"
+        );
+        assert_eq!(
+            page(i, "?last=t09999").await,
+            (vec!["t10000".to_string()], None)
+        );
+    }
+    let r = app
+        .send(|| app.req(reqwest::Method::DELETE, "/v2/team/many/manifests/t10000"))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    for i in [1, 0] {
+        let (first, link) = page(i, "").await;
+        assert_eq!(first.len(), 10_000, "replica {i}");
+        assert_eq!(link, None, "replica {i}: one page now");
+    }
+}
