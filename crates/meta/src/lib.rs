@@ -60,6 +60,23 @@ pub enum MetaError {
     Unavailable(String),
 }
 
+impl MetaError {
+    /// Whether the database ran out of disk space: SQLite's `SQLITE_FULL` (13), PostgreSQL's
+    /// `disk_full` (53100), or an I/O error saying `ENOSPC` or `EDQUOT`.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            MetaError::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("13" | "53100"))
+            }
+            MetaError::Database(sqlx::Error::Io(io)) => matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -31,7 +31,7 @@ pub use blobs::RangeRequest;
 pub use error::{Error, Result};
 pub use listings::{MAX_PAGE, TagPage};
 pub use manifests::{Manifest, Pusher, StoredManifest, index_manifest};
-pub use uploads::{ExpiryReport, MountOutcome, UploadStatus};
+pub use uploads::{ExpiryReport, MountOutcome, UploadStatus, parse_content_range};
 
 /// Limits the registry enforces on requests.
 #[derive(Clone, Debug)]

@@ -47,6 +47,25 @@ pub struct ExpiryReport {
     pub failed: u64,
 }
 
+/// Parses the `Content-Range` of an upload chunk, `<start>-<end>` inclusive
+/// (distribution-spec "Pushing a blob in chunks"; a `bytes=` or `bytes ` prefix is tolerated),
+/// into (start, length) as [`Registry::append_upload`] takes it. `None` when malformed.
+pub fn parse_content_range(value: &str) -> Option<(u64, u64)> {
+    let text = value.trim();
+    let text = text
+        .strip_prefix("bytes=")
+        .or_else(|| text.strip_prefix("bytes "))
+        .unwrap_or(text);
+    let (a, b) = text.split_once('-')?;
+    let start: u64 = a.trim().parse().ok()?;
+    let end: u64 = b.trim().parse().ok()?;
+    if end < start {
+        return None;
+    }
+    // `0-18446744073709551615` is 2^64 bytes, one more than a u64 counts: malformed.
+    Some((start, (end - start).checked_add(1)?))
+}
+
 /// Idle sessions handled per database query.
 const EXPIRY_BATCH: u32 = 200;
 
@@ -416,5 +435,39 @@ impl Registry {
         self.meta.delete_upload(id).await?;
         self.blobs.abort(id, state).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("0-1023"), Some((0, 1024)));
+        assert_eq!(parse_content_range("bytes=5-5"), Some((5, 1)));
+        assert_eq!(parse_content_range(" bytes 10 - 19 "), Some((10, 10)));
+        assert_eq!(
+            parse_content_range("18446744073709551614-18446744073709551615"),
+            Some((u64::MAX - 1, 2))
+        );
+        for bad in [
+            "", "5", "-5", "5-", "9-5", "a-b", "1-2-3", "bytes=-1", "0x1-2",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
+    }
+
+    /// Found by reading while exposing it to the fuzzer (fuzz/fuzz_targets/content_range.rs):
+    /// the whole u64 range is 2^64 bytes, whose length overflowed (a panic in debug builds, a
+    /// zero-length chunk in release).
+    #[test]
+    fn a_range_longer_than_u64_counts_is_malformed() {
+        assert_eq!(parse_content_range("0-18446744073709551615"), None);
+        assert_eq!(parse_content_range("bytes=0-18446744073709551615"), None);
+        assert_eq!(
+            parse_content_range("1-18446744073709551615"),
+            Some((1, u64::MAX))
+        );
     }
 }

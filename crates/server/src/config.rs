@@ -43,6 +43,41 @@ pub struct Config {
     pub gc: GcConfig,
     /// Scheduled retention policies.
     pub retention: RetentionConfig,
+    /// Bounds on what one client or one connection may hold: header sizes and times, body
+    /// stalls, concurrent uploads.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what a slow, greedy or hostile client can hold of the server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// A request's line and headers must arrive within this many seconds of its first byte
+    /// (a client trickling headers, "slow loris", is disconnected); HTTP/1.1.
+    pub header_timeout_secs: u64,
+    /// Largest request head (request line and headers; HTTP/2: the decoded header list), in
+    /// bytes. A larger one is refused (HTTP/1.1: `431`) before any handler runs.
+    pub max_header_bytes: usize,
+    /// A request body that sends nothing for this many seconds fails (the upload keeps what
+    /// it had acknowledged) and its connection is closed.
+    pub body_idle_timeout_secs: u64,
+    /// Blob-upload requests (POST, PATCH, PUT of `/blobs/uploads/`) running at once, over all
+    /// clients. One more is refused with `429 TOOMANYREQUESTS` and `Retry-After`.
+    pub max_uploads: usize,
+    /// Blob-upload requests running at once from one client address.
+    pub max_uploads_per_client: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout_secs: 10,
+            max_header_bytes: 64 << 10,
+            body_idle_timeout_secs: 60,
+            max_uploads: 1024,
+            max_uploads_per_client: 64,
+        }
+    }
 }
 
 /// `[retention]`: applying the projects' retention policies on a schedule (the API runs one
@@ -259,6 +294,7 @@ impl Default for Config {
             uploads: UploadsConfig::default(),
             gc: GcConfig::default(),
             retention: RetentionConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -333,6 +369,24 @@ impl Config {
             return invalid(
                 "[uploads] expire_after_secs and expiry_interval_secs must be at least 1".into(),
             );
+        }
+        let l = &self.limits;
+        if l.header_timeout_secs == 0
+            || l.body_idle_timeout_secs == 0
+            || l.max_uploads == 0
+            || l.max_uploads_per_client == 0
+        {
+            return invalid(
+                "[limits] header_timeout_secs, body_idle_timeout_secs, max_uploads and \
+                 max_uploads_per_client must be at least 1"
+                    .into(),
+            );
+        }
+        if !(8192..=1 << 20).contains(&l.max_header_bytes) {
+            return invalid(format!(
+                "[limits] max_header_bytes = {}: between 8192 and 1048576",
+                l.max_header_bytes
+            ));
         }
         Ok(())
     }

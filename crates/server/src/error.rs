@@ -31,6 +31,13 @@ pub enum ApiError {
     /// Too many failed logins for the account or the client address: try again later.
     #[error("too many failed logins; try again in {retry_after_secs} seconds")]
     TooManyRequests { retry_after_secs: u64 },
+    /// `[limits] max_uploads_per_client` (`per_client`) or `max_uploads` upload requests are
+    /// already running.
+    #[error(
+        "too many blob uploads in progress {}; try again in a moment",
+        if *per_client { "from this client" } else { "on this registry" }
+    )]
+    TooManyUploads { per_client: bool },
     /// No, bad or insufficient credentials: 401 with the challenge that says how to get them.
     #[error("{message}")]
     Unauthorized { message: String, challenge: String },
@@ -78,6 +85,9 @@ impl ApiError {
                 // Management API: a taken or missing name.
                 Error::Meta(berth_meta::MetaError::Conflict(_)) => ("CONFLICT", S::CONFLICT),
                 Error::Meta(berth_meta::MetaError::NotFound(_)) => ("NOT_FOUND", S::NOT_FOUND),
+                // A full disk is the operator's to fix, and the client may try again later:
+                // 507, with words that say so rather than an opaque 500.
+                _ if out_of_space(e) => ("UNKNOWN", S::INSUFFICIENT_STORAGE),
                 Error::Storage(_) | Error::Meta(_) | Error::Internal(_) => {
                     ("UNKNOWN", S::INTERNAL_SERVER_ERROR)
                 }
@@ -91,7 +101,9 @@ impl ApiError {
             ApiError::RouteUnknown(_) => ("UNSUPPORTED", S::NOT_FOUND),
             ApiError::MethodUnsupported(_) => ("UNSUPPORTED", S::METHOD_NOT_ALLOWED),
             ApiError::Unauthorized { .. } => ("UNAUTHORIZED", S::UNAUTHORIZED),
-            ApiError::TooManyRequests { .. } => ("TOOMANYREQUESTS", S::TOO_MANY_REQUESTS),
+            ApiError::TooManyRequests { .. } | ApiError::TooManyUploads { .. } => {
+                ("TOOMANYREQUESTS", S::TOO_MANY_REQUESTS)
+            }
         }
     }
 
@@ -111,6 +123,11 @@ impl ApiError {
     }
 
     fn is_internal(&self) -> bool {
+        if let ApiError::Registry(e) = self
+            && out_of_space(e)
+        {
+            return false;
+        }
         matches!(
             self,
             ApiError::Registry(Error::Storage(_) | Error::Meta(_) | Error::Internal(_))
@@ -123,6 +140,19 @@ impl ApiError {
     }
 }
 
+/// Whether `e` comes from a full disk or an exhausted quota: the blob store's `ENOSPC` or
+/// `EDQUOT`, SQLite's `SQLITE_FULL`, PostgreSQL's `disk_full` (53100).
+fn out_of_space(e: &Error) -> bool {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    match e {
+        Error::Storage(berth_storage::StorageError::Io(io)) | Error::Body(io) => {
+            matches!(io.kind(), StorageFull | QuotaExceeded)
+        }
+        Error::Meta(meta) => meta.is_out_of_space(),
+        _ => false,
+    }
+}
+
 /// `Range` header value for an upload holding `offset` bytes: the inclusive received range.
 /// With nothing received yet it reads `0-0`, as every registry and client expect.
 pub fn upload_range(offset: u64) -> String {
@@ -132,7 +162,14 @@ pub fn upload_range(offset: u64) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status) = self.code_and_status();
-        let message = if self.is_internal() {
+        let message = if let ApiError::Registry(e) = &self
+            && out_of_space(e)
+        {
+            tracing::error!(error = %self, "storage full");
+            "the registry's storage is full (no space left on device); nothing was stored. \
+             Try again once space has been freed"
+                .to_string()
+        } else if self.is_internal() {
             tracing::error!(error = %self, "internal error");
             "internal server error; the server log has the details".to_string()
         } else {
@@ -165,6 +202,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::TooManyRequests { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::TooManyUploads { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
             }
             ApiError::Unauthorized { challenge, .. } => {
                 if let Ok(v) = HeaderValue::from_str(challenge) {

@@ -6,11 +6,13 @@ mod auth;
 mod check;
 mod client_addr;
 mod config;
+mod connections;
 mod endpoint;
 mod error;
 pub mod fsck;
 pub mod gc;
 mod jobs;
+mod limits;
 mod login_limit;
 mod metrics;
 pub mod migrate;
@@ -34,8 +36,8 @@ use tokio::net::TcpListener;
 
 pub use check::{ConfigCheck, check_config};
 pub use config::{
-    AuthConfig, Config, ConfigError, DatabaseConfig, GcConfig, RetentionConfig, StorageConfig,
-    UploadsConfig,
+    AuthConfig, Config, ConfigError, DatabaseConfig, GcConfig, LimitsConfig, RetentionConfig,
+    StorageConfig, UploadsConfig,
 };
 pub use endpoint::Endpoint;
 pub use error::ApiError;
@@ -74,6 +76,8 @@ struct AppInner {
     login_limiter: login_limit::LoginLimiter,
     /// `trusted_proxies`, parsed.
     trusted_proxies: client_addr::TrustedProxies,
+    /// Upload requests running, against `[limits]`.
+    upload_slots: Arc<limits::UploadSlots>,
     metrics: metrics::Metrics,
     config: Config,
 }
@@ -115,6 +119,10 @@ impl App {
                 tokens,
                 login_limiter,
                 trusted_proxies,
+                upload_slots: limits::UploadSlots::new(
+                    config.limits.max_uploads,
+                    config.limits.max_uploads_per_client,
+                ),
                 metrics: metrics::Metrics::default(),
                 config,
             }),
@@ -141,6 +149,10 @@ impl App {
 
     fn trusted_proxies(&self) -> &client_addr::TrustedProxies {
         &self.inner.trusted_proxies
+    }
+
+    fn upload_slots(&self) -> &Arc<limits::UploadSlots> {
+        &self.inner.upload_slots
     }
 
     fn tokens(&self) -> Option<&auth::Tokens> {
@@ -278,6 +290,9 @@ async fn readyz(State(app): State<App>) -> Response {
 }
 
 async fn metrics_text(State(app): State<App>) -> Response {
+    app.metrics()
+        .upload_requests_running
+        .set(i64::try_from(app.upload_slots().running()).unwrap_or(i64::MAX));
     if let Ok(n) = app.registry().open_uploads().await {
         app.metrics()
             .uploads_in_progress
@@ -303,17 +318,7 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = app.router();
-    let _jobs = jobs::start(app.clone());
-    with_grace_period(app.config(), shutdown, move |signal| async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .await
-    })
-    .await
+    serve_with(listener, app, None, shutdown).await
 }
 
 /// [`serve`] over HTTPS: each connection is a TLS handshake (at most 10 s, off the accept
@@ -324,10 +329,20 @@ pub async fn serve_tls(
     tls: ServerTls,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, app, Some(tls.acceptor()), shutdown).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    app: App,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let router = app.router();
     let _jobs = jobs::start(app.clone());
-    with_grace_period(app.config(), shutdown, move |signal| {
-        tls::serve(listener, router, tls, signal)
+    let limits = app.config().limits.clone();
+    with_grace_period(app.config(), shutdown, move |signal| async move {
+        connections::serve(listener, router, tls, &limits, signal).await
     })
     .await
 }

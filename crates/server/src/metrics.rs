@@ -21,6 +21,7 @@ pub struct Metrics {
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
     pub uploads_in_progress: Gauge,
+    pub upload_requests_running: Gauge,
     /// Upload sessions removed by expiry.
     pub uploads_expired: Counter,
     /// Expired sessions whose data could not be removed (kept for the next run), and failed
@@ -107,6 +108,7 @@ impl Default for Metrics {
         let bytes_received = Counter::default();
         let bytes_sent = Counter::default();
         let uploads_in_progress = Gauge::default();
+        let upload_requests_running = Gauge::default();
         let uploads_expired = Counter::default();
         let upload_expiry_failures = Counter::default();
         registry.register(
@@ -133,6 +135,11 @@ impl Default for Metrics {
             "uploads_in_progress",
             "Blob upload sessions open",
             uploads_in_progress.clone(),
+        );
+        registry.register(
+            "upload_requests_running",
+            "Blob-upload requests (POST, PATCH, PUT) running now, against [limits] max_uploads",
+            upload_requests_running.clone(),
         );
         registry.register(
             "uploads_expired",
@@ -187,6 +194,7 @@ impl Default for Metrics {
             bytes_received,
             bytes_sent,
             uploads_in_progress,
+            upload_requests_running,
             uploads_expired,
             upload_expiry_failures,
         }

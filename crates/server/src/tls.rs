@@ -1,38 +1,18 @@
 //! HTTPS for `berth serve`: the certificate chain and key from PEM files (`tls_cert`,
-//! `tls_key`), and an accept loop that does the TLS handshake of each connection in its own
-//! task before handing it to hyper (HTTP/1.1 or HTTP/2, as ALPN says).
-//!
-//! `axum::serve` only takes a plain `TcpListener`, so this loop does what it does for plain
-//! HTTP: one task per connection, and on shutdown no new connections, a graceful close of the
-//! open ones, and a wait until all are gone (the caller bounds that wait).
+//! `tls_key`), ALPN `h2` and `http/1.1`. The accept loop (`connections.rs`) does each
+//! connection's handshake in its own task.
 
-use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls::crypto::ring;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt as _;
 
 use crate::Config;
-
-/// A client that has connected but not finished its handshake by then is dropped, so a
-/// half-open connection cannot hold a task (and a file descriptor) for ever.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server side of TLS: one certificate chain and its key, ALPN `h2` and `http/1.1`.
 #[derive(Clone)]
@@ -111,6 +91,10 @@ impl ServerTls {
             config: Arc::new(config),
         })
     }
+
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(Arc::clone(&self.config))
+    }
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -145,123 +129,4 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
             e => format!("not valid PEM: {e}"),
         },
     })
-}
-
-/// Accepts TLS connections on `listener` and serves `router` on them until `signal`
-/// resolves; then stops accepting, asks every connection to close after its current
-/// request, and returns when all have.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    router: Router,
-    tls: ServerTls,
-    signal: impl Future<Output = ()>,
-) -> io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls.config);
-    let (stop_tx, stop_rx) = watch::channel(());
-    // Every connection task holds a receiver; `closed()` resolves when the last is dropped.
-    let (open_tx, open_rx) = watch::channel(());
-    tokio::pin!(signal);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut signal => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    accept_failed(e).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let connection = Connection {
-            acceptor: acceptor.clone(),
-            router: router.clone(),
-            peer,
-            stop: stop_rx.clone(),
-            _open: open_rx.clone(),
-        };
-        tokio::spawn(connection.run(tcp));
-    }
-    drop(listener);
-    drop(open_rx);
-    let _ = stop_tx.send(());
-    open_tx.closed().await;
-    Ok(())
-}
-
-/// Errors of `accept` concern one connection, except running out of file descriptors or
-/// memory, where accepting again at once would spin.
-async fn accept_failed(e: io::Error) {
-    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %e, "accept failed; retrying in 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-}
-
-struct Connection {
-    acceptor: TlsAcceptor,
-    router: Router,
-    peer: SocketAddr,
-    stop: watch::Receiver<()>,
-    _open: watch::Receiver<()>,
-}
-
-impl Connection {
-    async fn run(mut self, tcp: TcpStream) {
-        let peer = self.peer;
-        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp));
-        let stream = tokio::select! {
-            result = handshake => match result {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            },
-            _ = self.stop.changed() => return,
-        };
-        let service = self
-            .router
-            .map_request(move |mut request: http::Request<Incoming>| {
-                // What `into_make_service_with_connect_info` gives handlers on plain HTTP.
-                request.extensions_mut().insert(ConnectInfo(peer));
-                // HTTP/2 clients name the host in `:authority`, not `Host`; copy it as an
-                // HTTP/1.1 gateway must (RFC 9113, 8.3.1), so handlers that build URLs from
-                // `Host` (the token realm) see it whatever the protocol.
-                if !request.headers().contains_key(http::header::HOST)
-                    && let Some(host) = request
-                        .uri()
-                        .authority()
-                        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-                {
-                    request.headers_mut().insert(http::header::HOST, host);
-                }
-                request
-            });
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let connection = builder.serve_connection_with_upgrades(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service),
-        );
-        tokio::pin!(connection);
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            _ = self.stop.changed() => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-        };
-        if let Err(e) = result {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
-        }
-    }
 }

@@ -53,7 +53,17 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
                     caller: &caller,
                     peer,
                 };
-                handle(&app, who, method.clone(), endpoint, request).await
+                // Requests that carry blob data hold a slot of `[limits]` while they run.
+                let carries_data =
+                    matches!(endpoint, Endpoint::StartUpload(_) | Endpoint::Upload(..))
+                        && matches!(method, Method::POST | Method::PATCH | Method::PUT);
+                match carries_data
+                    .then(|| app.upload_slots().acquire(peer.0))
+                    .transpose()
+                {
+                    Ok(_slot) => handle(&app, who, method.clone(), endpoint, request).await,
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         },
@@ -323,18 +333,10 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
         return Ok(None);
     };
     let invalid = || ApiError::RangeInvalid("Content-Range must be <start>-<end>".into());
-    let text = value.to_str().map_err(|_| invalid())?.trim();
-    let text = text
-        .strip_prefix("bytes=")
-        .or_else(|| text.strip_prefix("bytes "))
-        .unwrap_or(text);
-    let (a, b) = text.split_once('-').ok_or_else(invalid)?;
-    let start: u64 = a.trim().parse().map_err(|_| invalid())?;
-    let end: u64 = b.trim().parse().map_err(|_| invalid())?;
-    if end < start {
-        return Err(invalid());
-    }
-    Ok(Some((start, end - start + 1)))
+    let text = value.to_str().map_err(|_| invalid())?;
+    berth_registry::parse_content_range(text)
+        .map(Some)
+        .ok_or_else(invalid)
 }
 
 fn upload_response(status: StatusCode, upload: &UploadStatus) -> Response {

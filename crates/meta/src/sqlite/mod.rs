@@ -39,13 +39,9 @@ impl SqliteMeta {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self> {
         let options = Self::options(path).create_if_missing(true);
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        let write = pool_options(1).connect_with(options.clone()).await?;
         MIGRATOR.run(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(8)
+        let read = pool_options(8)
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
@@ -61,14 +57,8 @@ impl SqliteMeta {
     pub async fn open_read_only(path: &Path) -> Result<Self> {
         probe::require_current(Self::probe(path).await?)?;
         let options = Self::options(path).read_only(true);
-        let read = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options.clone())
-            .await?;
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+        let read = pool_options(8).connect_with(options.clone()).await?;
+        let write = pool_options(1).connect_with(options).await?;
         Ok(Self {
             read,
             write,
@@ -563,6 +553,20 @@ impl MetaStore for SqliteMeta {
         self.read.close().await;
         self.write.close().await;
     }
+}
+
+/// A pool of at most `max` connections that never hands out one still inside a transaction.
+///
+/// When SQLite rolls a transaction back by itself (a `COMMIT` failing with `SQLITE_FULL` on
+/// a full disk, an I/O error), sqlx still counts it as open and its `ROLLBACK` then fails, so
+/// every later `BEGIN` on that connection would fail too ("non-zero transaction depth") and
+/// the single write connection would refuse every write until a restart. Such a connection
+/// is closed instead and the pool opens a fresh one. (A connection whose rollback is merely
+/// still queued is closed too: a reconnect, on an error path only.)
+fn pool_options(max: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
 }
 
 #[cfg(test)]
