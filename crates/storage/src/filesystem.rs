@@ -382,9 +382,19 @@ impl UploadStore for FilesystemStore {
         let dir = target
             .parent()
             .ok_or_else(|| StorageError::InvalidKey(key.as_str().to_string()))?;
+        // Durable before the 201 (the database row comes after this): the file's data above,
+        // its name in its directory here, and a directory made for it in its parents.
+        let created = !fs::try_exists(dir).await.unwrap_or(false);
         fs::create_dir_all(dir).await?;
         fs::rename(&upload, &target).await?;
         sync_dir(dir).await?;
+        if created {
+            // `blobs/sha256/<xx>` is new (256 of them ever): its entry in `blobs/sha256`, and
+            // that one's in `blobs` the first time.
+            for ancestor in dir.ancestors().skip(1).take(2) {
+                sync_dir(ancestor).await?;
+            }
+        }
         Ok(key)
     }
 
@@ -464,7 +474,15 @@ fn walk_blobs(root: &Path) -> Result<Vec<StoredObject>> {
 #[async_trait]
 impl BlobStore for FilesystemStore {
     async fn check(&self) -> Result<()> {
-        let probe = self.root.join("uploads").join(".readyz");
+        // A file of its own for each probe: with one fixed name, concurrent probes (a load
+        // balancer's and an orchestrator's) removed each other's file and answered 503.
+        // Session ids are alphanumeric, so the name cannot be an upload's.
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = self
+            .root
+            .join("uploads")
+            .join(format!(".readyz-{}-{n}", std::process::id()));
         let written = match fs::write(&probe, b"ok").await {
             Ok(()) => fs::remove_file(&probe).await,
             Err(e) => Err(e),
@@ -515,6 +533,31 @@ mod tests {
             let cut = store.writer("ABANDON", &state, 0).await.expect("writer");
             cut.finish().await.expect("finish");
         }
+    }
+
+    /// Readiness probes at once all succeed: none removes another's probe file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_readiness_checks_all_succeed() {
+        use crate::BlobStore as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::FilesystemStore::open(dir.path())
+            .await
+            .expect("open");
+        for _ in 0..20 {
+            let checks: Vec<_> = (0..16)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.check().await })
+                })
+                .collect();
+            for c in checks {
+                c.await.expect("join").expect("ready");
+            }
+        }
+        let left = std::fs::read_dir(dir.path().join("uploads"))
+            .expect("uploads")
+            .count();
+        assert_eq!(left, 0, "every probe file removed");
     }
 
     #[tokio::test]

@@ -637,17 +637,15 @@ impl UploadStore for S3Store {
             });
         }
         let key = BlobKey::parse(&progress.key)?;
-        match self.complete(id, &progress, size).await {
-            Ok(()) => {}
-            // A commit retried after its completion went through (its answer lost, or the
-            // database write after it failed): the blob is there.
-            Err(StorageError::UploadNotFound(_)) => {
-                match self.s3.head(&Path::from(key.as_str())).await {
-                    Ok(meta) if meta.size == size => {}
-                    _ => return Err(StorageError::UploadNotFound(id.to_string())),
-                }
+        if let Err(e) = self.complete(id, &progress, size).await {
+            // A commit retried after its completion went through (its answer lost, the
+            // database write after it failed, the process killed): the blob is there. S3
+            // answers the repeated UploadPart with NoSuchUpload; other stores with other
+            // errors (moto: 500), so any failure asks whether the blob exists.
+            match self.s3.head(&Path::from(key.as_str())).await {
+                Ok(meta) if meta.size == size => {}
+                _ => return Err(e),
             }
-            Err(e) => return Err(e),
         }
         // The blob is complete whatever happens here; leftovers are only small staged objects.
         if let Err(e) = self.remove_staged(id).await {

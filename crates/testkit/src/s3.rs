@@ -123,11 +123,23 @@ fn start_moto(check_credentials: bool) -> S3Server {
     // moto logs every request on stderr: keep draining it, or it blocks on a full pipe.
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
+    // BERTH_TEST_MOTO_LOG=FILE keeps what moto says (its tracebacks explain a 500).
+    let mut log = std::env::var_os("BERTH_TEST_MOTO_LOG").and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
     std::thread::spawn(move || {
         let marker = "Running on http://";
         let mut said = String::new();
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            if let Some(log) = log.as_mut() {
+                use std::io::Write as _;
+                let _ = writeln!(log, "{line}");
+            }
             if let Some(at) = line.find(marker) {
                 let _ = tx.send(Ok(line[at + marker.len()..].trim().to_string()));
             } else if said.len() < 4096 {

@@ -7,6 +7,7 @@ mod harness;
 
 mod client;
 mod crash;
+mod crash_points;
 mod fsck;
 mod gc;
 mod interop;
@@ -16,4 +17,5 @@ mod real_clients;
 mod replicas_interop;
 mod serve;
 mod serve_check;
+mod slow_clients;
 mod tls;
