@@ -4,7 +4,7 @@
 use berth_meta::{ProjectRecord, RobotPermission, UserRecord, unix_now};
 use berth_oci::Repository;
 
-use crate::passwords::{generate_secret, hash_password, verify_password};
+use crate::passwords::{generate_secret, hash_password, verify_password_in};
 use crate::permissions::{Actions, Subject, allowed};
 use crate::{Error, Principal, Registry, Result};
 
@@ -97,12 +97,16 @@ impl Registry {
     /// Checks a username and password (or `robot$<name>` and its secret). `None` when they do
     /// not match, the account is disabled or the robot expired; which of these is not told.
     pub async fn authenticate(&self, username: &str, password: &str) -> Result<Option<Principal>> {
+        // Every refusal costs one password check, like a wrong password for a live account,
+        // so that timing tells apart neither names nor disabled and expired accounts.
         if let Some(robot) = username.strip_prefix(ROBOT_PREFIX) {
             let Some(r) = self.meta.robot(robot).await? else {
+                let _ = verify(password, dummy_hash()?).await?;
                 return Ok(None);
             };
             let expired = r.expires_at.is_some_and(|t| t <= unix_now());
-            if r.disabled || expired || !verify(password, r.secret_hash).await? {
+            let matches = verify(password, r.secret_hash).await?;
+            if r.disabled || expired || !matches {
                 return Ok(None);
             }
             return Ok(Some(Principal::Robot {
@@ -111,11 +115,11 @@ impl Registry {
             }));
         }
         let Some(u) = self.meta.user(username).await? else {
-            // Spend the same work as a real check, so timing does not tell names apart.
             let _ = verify(password, dummy_hash()?).await?;
             return Ok(None);
         };
-        if u.disabled || !verify(password, u.password_hash).await? {
+        let matches = verify(password, u.password_hash).await?;
+        if u.disabled || !matches {
             return Ok(None);
         }
         Ok(Some(Principal::User {
@@ -183,18 +187,83 @@ fn dummy_hash() -> Result<String> {
     Ok(DUMMY.get_or_init(|| h).clone())
 }
 
-/// argon2 is deliberately slow: keep it off the async workers.
+/// Password hashing (argon2id: 19 MiB and a core for tens of milliseconds per hash) runs on a
+/// few threads of its own, one hash at a time each. On tokio's blocking pool a burst of
+/// Basic-auth requests ran one hash per blocking thread, up to 512 at once (right or wrong
+/// passwords alike: the login limiter counts a failure only after its hash), and glibc kept
+/// what every thread's arena had held: 64 concurrent logins left `berth serve` at 1 GiB of RSS,
+/// 160 more (8 at a time) at 3 GiB. Here at most [`hashing_thread_count`] hashes' memory is in
+/// use at once, reused by the next; the others wait in the queue, which holds no memory to
+/// speak of, and would not finish sooner on more threads than cores.
+fn hashing_thread_count() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    cores.clamp(2, 8)
+}
+
+type HashingJob = Box<dyn FnOnce() + Send>;
+
+/// The queue of the hashing threads, started on first use.
+fn hashing_queue() -> Result<&'static std::sync::mpsc::Sender<HashingJob>> {
+    static QUEUE: std::sync::OnceLock<
+        std::result::Result<std::sync::mpsc::Sender<HashingJob>, String>,
+    > = std::sync::OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<HashingJob>();
+            let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+            for i in 0..hashing_thread_count() {
+                let rx = std::sync::Arc::clone(&rx);
+                std::thread::Builder::new()
+                    .name(format!("berth-hashing-{i}"))
+                    .spawn(move || {
+                        loop {
+                            let job = rx
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .recv();
+                            let Ok(job) = job else { return };
+                            // A panicking job drops its answer channel; the thread goes on.
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                    })
+                    .map_err(|e| format!("cannot start the password hashing threads: {e}"))?;
+            }
+            Ok(tx)
+        })
+        .as_ref()
+        .map_err(|e| Error::Internal(e.clone()))
+}
+
+/// Runs one argon2 computation on the hashing threads.
+async fn on_hashing_thread<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    hashing_queue()?
+        .send(Box::new(move || {
+            let _ = tx.send(work());
+        }))
+        .map_err(|_| Error::Internal(format!("{what}: the hashing threads are gone")))?;
+    rx.await
+        .map_err(|_| Error::Internal(format!("{what} failed")))
+}
+
 pub(crate) async fn hash(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| Error::Internal(format!("password hashing task: {e}")))?
+    on_hashing_thread("password hashing", move || hash_password(&password)).await?
 }
 
 async fn verify(password: &str, stored: String) -> Result<bool> {
+    thread_local! {
+        /// argon2's memory, allocated once per hashing thread (`verify_password_in`).
+        static MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .map_err(|e| Error::Internal(format!("password check task: {e}")))
+    on_hashing_thread("password check", move || {
+        MEMORY.with_borrow_mut(|memory| verify_password_in(&password, &stored, memory))
+    })
+    .await
 }
 
 impl Registry {
@@ -242,5 +311,43 @@ impl Registry {
                 system_admin: u.system_admin,
             })
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A password check queues behind the hashing threads instead of starting a thread of its
+    /// own: with every hashing thread busy, it waits.
+    #[tokio::test]
+    async fn password_checks_queue_for_the_hashing_threads() {
+        let stored = hash_password("pw-12345678").expect("hash");
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(held));
+        let mut busy = Vec::new();
+        for _ in 0..hashing_thread_count() {
+            let held = std::sync::Arc::clone(&held);
+            busy.push(tokio::spawn(on_hashing_thread("test", move || {
+                let _ = held.lock().expect("lock").recv();
+            })));
+        }
+        let mut check = tokio::spawn(async move { verify("pw-12345678", stored).await });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut check)
+                .await
+                .is_err(),
+            "no argon2 run while every hashing thread is busy"
+        );
+        for _ in 0..busy.len() {
+            release.send(()).expect("release");
+        }
+        let matched = check.await.expect("join").expect("check");
+        assert!(matched, "the check ran once a thread was free");
+        for b in busy {
+            b.await.expect("join").expect("job");
+        }
     }
 }

@@ -213,3 +213,37 @@ pub trait BlobStore: BlobReader + UploadStore + BlobRemover + BlobLister {
     /// [`StorageError::Unavailable`].
     async fn check(&self) -> Result<()>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::BlobKey;
+
+    /// A key names an object under the store's root and nothing else: a key read back from
+    /// the database (or made from a digest and a session id) cannot climb out of it.
+    #[test]
+    fn keys_cannot_leave_the_store() {
+        for good in [
+            "blobs/sha256/ab/abcdef-01arz3ndektsv4rrffq69g5fav",
+            "blobs/01arz3ndektsv4rrffq69g5fav",
+        ] {
+            assert!(BlobKey::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "blobs/../meta.db",
+            "blobs/./x",
+            "..",
+            "blobs//x",
+            "blobs/x/",
+            "blobs\\..\\meta.db",
+            "blobs/-x",
+            "blobs/X",
+            "blobs/x\0",
+            "blobs/%2e%2e/meta.db",
+            "uploads/.readyz",
+        ] {
+            assert!(BlobKey::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
