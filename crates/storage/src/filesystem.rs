@@ -372,13 +372,23 @@ impl UploadStore for FilesystemStore {
         size: u64,
     ) -> Result<BlobKey> {
         let upload = self.upload_path(id)?;
+        let key = Self::key_for(digest, id)?;
+        let target = self.blob_path(&key);
+        if !fs::try_exists(&upload).await.unwrap_or(true) {
+            // A commit retried after its rename went through (the process killed before the
+            // database row, or that write failed): the fsynced file is there under its final
+            // name, which only this session's commit of this digest gives.
+            if let Ok(meta) = fs::metadata(&target).await
+                && meta.len() == size
+            {
+                return Ok(key);
+            }
+        }
         let file = self.open_acknowledged(id, size).await?;
         tokio::task::spawn_blocking(move || file.sync_all())
             .await
             .map_err(io::Error::other)??;
 
-        let key = Self::key_for(digest, id)?;
-        let target = self.blob_path(&key);
         let dir = target
             .parent()
             .ok_or_else(|| StorageError::InvalidKey(key.as_str().to_string()))?;
@@ -533,6 +543,36 @@ mod tests {
             let cut = store.writer("ABANDON", &state, 0).await.expect("writer");
             cut.finish().await.expect("finish");
         }
+    }
+
+    /// A commit repeated after the first went through (killed before the database row): the
+    /// blob is found under its final name, not refused because the upload file is gone.
+    #[tokio::test]
+    async fn a_repeated_commit_finds_its_blob() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::FilesystemStore::open(dir.path())
+            .await
+            .expect("open");
+        let state = store.create_upload("AGAIN").await.expect("create");
+        let mut writer = store.writer("AGAIN", &state, 0).await.expect("writer");
+        writer
+            .write(bytes::Bytes::from_static(b"hello"))
+            .await
+            .expect("write");
+        let state = writer.finish().await.expect("finish");
+        let digest = berth_oci::Digest::sha256_of(b"hello");
+        let key = store
+            .commit("AGAIN", &state, &digest, 5)
+            .await
+            .expect("commit");
+        let again = store
+            .commit("AGAIN", &state, &digest, 5)
+            .await
+            .expect("again");
+        assert_eq!(again, key);
+        // Not for another size, nor for another session.
+        assert!(store.commit("AGAIN", &state, &digest, 4).await.is_err());
+        assert!(store.commit("OTHER", &state, &digest, 5).await.is_err());
     }
 
     /// Readiness probes at once all succeed: none removes another's probe file.
