@@ -34,6 +34,31 @@ fn first_replica(app: &TestApp) -> SocketAddr {
     app.replicas[0]
 }
 
+/// An upload `location` with `?digest=` (or `&digest=`) for its closing PUT.
+fn with_digest(location: &str, digest: &str) -> String {
+    let separator = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{separator}digest={digest}")
+}
+
+/// `repo` serves `data` as a blob.
+async fn assert_blob(app: &TestApp, repo: &str, data: &[u8]) {
+    let r = app.get(&format!("/v2/{repo}/blobs/{}", sha256(data))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.expect("blob").as_ref(), data);
+}
+
+/// A blob pushed in one `POST ?digest=`.
+async fn post_blob(app: &TestApp, repo: &str, data: &[u8]) -> reqwest::Response {
+    app.req(
+        reqwest::Method::POST,
+        &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(data)),
+    )
+    .body(data.to_vec())
+    .send()
+    .await
+    .expect("POST")
+}
+
 #[tokio::test]
 async fn request_heads_over_the_limit_are_refused_with_431() {
     let app = TestApp::start_with(|c| c.limits.max_header_bytes = 16 << 10).await;
@@ -189,23 +214,15 @@ async fn a_stalled_body_fails_and_the_upload_keeps_what_was_acknowledged() {
         .expect("GET");
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(&r, "range"), "0-999");
-    let digest = sha256(&blob);
-    let separator = if location.contains('?') { '&' } else { '?' };
     let r = http
-        .put(format!("{base}{location}{separator}digest={digest}"))
+        .put(format!("{base}{}", with_digest(&location, &sha256(&blob))))
         .header("content-range", "1000-2999")
         .body(blob[1000..].to_vec())
         .send()
         .await
         .expect("PUT");
     assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
-    let got = app
-        .get(&format!("/v2/limits/stall/blobs/{digest}"))
-        .await
-        .bytes()
-        .await
-        .expect("blob");
-    assert_eq!(got.as_ref(), blob.as_slice());
+    assert_blob(&app, "limits/stall", &blob).await;
 }
 
 /// A PATCH whose body the test sends when it likes: (the request in flight, the sender).
@@ -246,21 +263,12 @@ async fn start_upload(http: &reqwest::Client, base: &str, repo: &str) -> reqwest
         .expect("POST")
 }
 
-/// The replica's `berth_upload_requests_running` gauge reaches `n` (within 10 s).
-async fn wait_for_running_uploads(base: &str, n: u64) {
-    let ok = within_10s(|| async {
-        let text = reqwest::get(format!("{base}/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        text.lines()
-            .find_map(|l| l.strip_prefix("berth_upload_requests_running "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            == Some(n as f64)
-    })
-    .await;
+/// The `berth_upload_requests_running` gauge reaches `n` (within 10 s); only the first
+/// replica runs uploads here.
+async fn wait_for_running_uploads(app: &TestApp, n: u64) {
+    let ok =
+        within_10s(|| async { metric(app, "berth_upload_requests_running").await == n as f64 })
+            .await;
     assert!(ok, "{n} upload requests never ran at once");
 }
 
@@ -308,10 +316,10 @@ async fn concurrent_uploads_are_capped_per_client_and_overall() {
         open_upload(&a, &base, "caps/a1").await,
         open_upload(&a, &base, "caps/a2").await,
     ];
-    wait_for_running_uploads(&base, 2).await;
+    wait_for_running_uploads(&app, 2).await;
     assert_refused(&a, &base, "caps/a3", "from this client").await;
     running.push(open_upload(&b, &base, "caps/b1").await);
-    wait_for_running_uploads(&base, 3).await;
+    wait_for_running_uploads(&app, 3).await;
     assert_refused(&b, &base, "caps/b2", "on this registry").await;
     assert_refused(&a, &base, "caps/a3", "from this client").await;
     // Reads are not uploads: served as ever.
@@ -324,7 +332,7 @@ async fn concurrent_uploads_are_capped_per_client_and_overall() {
         let r = request.await.expect("join").expect("PATCH");
         assert_eq!(r.status(), StatusCode::ACCEPTED);
     }
-    wait_for_running_uploads(&base, 0).await;
+    wait_for_running_uploads(&app, 0).await;
     let r = start_upload(&a, &base, "caps/a3").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let r = start_upload(&b, &base, "caps/b2").await;
@@ -398,18 +406,10 @@ async fn a_full_disk_refuses_writes_with_507_keeps_serving_reads_and_recovers() 
 
     // Writes: a clear 507, nothing stored.
     let blob = berth_testkit::noise(9, 256 << 10);
-    let blob_digest = sha256(&blob);
+    assert_storage_full(post_blob(&app, "full/app", &blob).await).await;
     let r = app
-        .req(
-            reqwest::Method::POST,
-            &format!("/v2/full/app/blobs/uploads/?digest={blob_digest}"),
-        )
-        .body(blob.clone())
-        .send()
-        .await
-        .expect("POST");
-    assert_storage_full(r).await;
-    let r = app.head(&format!("/v2/full/app/blobs/{blob_digest}")).await;
+        .head(&format!("/v2/full/app/blobs/{}", sha256(&blob)))
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     let chunk = berth_testkit::noise(10, 256 << 10);
@@ -448,37 +448,22 @@ async fn a_full_disk_refuses_writes_with_507_keeps_serving_reads_and_recovers() 
 
     // Space freed: writes work again.
     std::fs::remove_file(&filler).expect("free space");
-    let r = app
-        .req(
-            reqwest::Method::POST,
-            &format!("/v2/full/app/blobs/uploads/?digest={blob_digest}"),
-        )
-        .body(blob.clone())
-        .send()
-        .await
-        .expect("POST");
+    let r = post_blob(&app, "full/app", &blob).await;
     assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
-    let got = app
-        .get(&format!("/v2/full/app/blobs/{blob_digest}"))
-        .await
-        .bytes()
-        .await
-        .expect("blob");
-    assert_eq!(got.as_ref(), blob.as_slice());
+    assert_blob(&app, "full/app", &blob).await;
     let r = patch(chunk.clone()).await.expect("PATCH");
     assert_eq!(r.status(), StatusCode::ACCEPTED, "the session goes on");
     let location = header(&r, "location").to_string();
-    let separator = if location.contains('?') { '&' } else { '?' };
-    let chunk_digest = sha256(&chunk);
     let r = app
         .req(
             reqwest::Method::PUT,
-            &format!("{location}{separator}digest={chunk_digest}"),
+            &with_digest(&location, &sha256(&chunk)),
         )
         .send()
         .await
         .expect("PUT");
     assert_eq!(r.status(), StatusCode::CREATED);
+    assert_blob(&app, "full/app", &chunk).await;
     app.push_image("full/app", "v2", "after").await;
     drop(app);
 }
