@@ -129,6 +129,9 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+/// More 64-byte blocks than SHA-256 can count the bits of (its length field is a u64).
+const MAX_BLOCKS: u64 = 1 << 55;
+
 /// SHA-256 over a stream, whose state can be saved between requests so that a chunked upload
 /// can be continued after a restart (or, later, on another replica).
 #[derive(Clone, Default)]
@@ -159,6 +162,13 @@ impl DigestHasher {
 
     /// Restores a state produced by [`DigestHasher::save`]; `None` if the bytes are not one.
     pub fn restore(state: &[u8]) -> Option<Self> {
+        // sha2 accepts any count of blocks hashed (bytes 32..40, little-endian), but SHA-256
+        // holds the message length in bits in a u64: no stream reaches 2^55 blocks of 64 bytes,
+        // and finishing a state that claims to (a damaged session row) overflowed that length.
+        let blocks = u64::from_le_bytes(state.get(32..40)?.try_into().ok()?);
+        if blocks >= MAX_BLOCKS {
+            return None;
+        }
         let state = state.try_into().ok()?;
         Sha256::deserialize(state).ok().map(|inner| Self { inner })
     }
@@ -210,5 +220,35 @@ mod tests {
         restored.update(b"world");
         assert_eq!(restored.finish(), Digest::sha256_of(b"hello world"));
         assert!(DigestHasher::restore(b"short").is_none());
+    }
+
+    /// `restore` reads the block count at bytes 32..40 of sha2's state: a sha2 that moves it
+    /// fails here.
+    #[test]
+    fn saved_state_holds_the_block_count_where_restore_reads_it() {
+        let mut h = DigestHasher::new();
+        h.update(&[7; 64 * 3 + 5]);
+        assert_eq!(h.save()[32..40], 3u64.to_le_bytes());
+    }
+
+    /// Found by fuzz/fuzz_targets/digest.rs: a saved state claiming more blocks than SHA-256
+    /// can count restored, and finishing it overflowed the message length (a panic in debug
+    /// builds, a wrong digest in release).
+    #[test]
+    fn restore_refuses_a_block_count_no_stream_reaches() {
+        let crash = hex::decode(
+            "227cffffffffff9494949494949494949494949494949484ffffff0000000000000000663931666433\
+             3839373939393939393939393939393939393939390000000000000000000000000000000000000000\
+             000000000000000000000000000000000000000000",
+        )
+        .expect("hex");
+        assert!(DigestHasher::restore(&crash).is_none());
+
+        let mut state = DigestHasher::new().save();
+        state[32..40].copy_from_slice(&MAX_BLOCKS.to_le_bytes());
+        assert!(DigestHasher::restore(&state).is_none());
+        state[32..40].copy_from_slice(&(MAX_BLOCKS - 1).to_le_bytes());
+        let largest = DigestHasher::restore(&state).expect("the largest count restores");
+        let _ = largest.finish();
     }
 }
