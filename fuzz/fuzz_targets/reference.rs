@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Ok(reference) = Reference::parse_normalized(s) {
-        check_normalized(&reference, |t| Reference::parse_normalized(t));
+        check_normalized(&reference, Reference::parse_normalized);
         let _ = reference.familiar();
         let _ = registry_host(reference.domain());
     }
