@@ -123,11 +123,6 @@ impl ApiError {
     }
 
     fn is_internal(&self) -> bool {
-        if let ApiError::Registry(e) = self
-            && out_of_space(e)
-        {
-            return false;
-        }
         matches!(
             self,
             ApiError::Registry(Error::Storage(_) | Error::Meta(_) | Error::Internal(_))
@@ -162,9 +157,7 @@ pub fn upload_range(offset: u64) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status) = self.code_and_status();
-        let message = if let ApiError::Registry(e) = &self
-            && out_of_space(e)
-        {
+        let message = if status == StatusCode::INSUFFICIENT_STORAGE {
             tracing::error!(error = %self, "storage full");
             "the registry's storage is full (no space left on device); nothing was stored. \
              Try again once space has been freed"
