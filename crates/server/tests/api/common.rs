@@ -537,3 +537,16 @@ pub async fn metric(app: &TestApp, name: &str) -> f64 {
     }
     total
 }
+
+/// Storage and database agree: every row has its object, no object lacks a row.
+pub async fn assert_fsck_clean(app: &TestApp) {
+    let options = berth_server::fsck::FsckOptions {
+        verify_digests: true,
+        grace: std::time::Duration::ZERO,
+        repair: false,
+    };
+    let report = berth_server::fsck::fsck(&app.config, &options)
+        .await
+        .expect("fsck");
+    assert!(report.is_clean(), "{report:?}");
+}

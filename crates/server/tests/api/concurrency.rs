@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use berth_server::fsck::FsckOptions;
 use berth_testkit::noise;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::json;
@@ -188,19 +187,6 @@ async fn assert_blob_not_in(app: &TestApp, repo: &str, blob: &[u8]) {
     let path = format!("/v2/{repo}/blobs/{}", sha256(blob));
     assert_eq!(app.head(&path).await.status(), StatusCode::NOT_FOUND);
     assert_error(app.get(&path).await, StatusCode::NOT_FOUND, "BLOB_UNKNOWN").await;
-}
-
-/// Storage and database agree: every row has its object, no object lacks a row.
-async fn assert_fsck_clean(app: &TestApp) {
-    let options = FsckOptions {
-        verify_digests: true,
-        grace: Duration::ZERO,
-        repair: false,
-    };
-    let report = berth_server::fsck::fsck(&app.config, &options)
-        .await
-        .expect("fsck");
-    assert!(report.is_clean(), "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use berth_registry::gc::{GcOptions, GcReport};
-use berth_server::fsck::FsckOptions;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -39,19 +38,6 @@ async fn next_second() {
 
 async fn status(app: &TestApp, method: Method, path: &str) -> StatusCode {
     app.send(|| app.req(method.clone(), path)).await.status()
-}
-
-/// Storage and database agree: every row has its object, no object lacks a row.
-async fn assert_fsck_clean(app: &TestApp) {
-    let options = FsckOptions {
-        verify_digests: true,
-        grace: Duration::ZERO,
-        repair: false,
-    };
-    let report = berth_server::fsck::fsck(&app.config, &options)
-        .await
-        .expect("fsck");
-    assert!(report.is_clean(), "{report:?}");
 }
 
 #[tokio::test]

@@ -24,6 +24,18 @@ fn admin() -> Principal {
     }
 }
 
+/// A private project `name`, made by the system administrator in-process.
+async fn create_private_project(services: &berth_registry::Registry, name: &str) {
+    services
+        .admin_create_project(&admin(), name, false)
+        .await
+        .expect("project");
+}
+
+async fn private_project(app: &TestApp, name: &str) {
+    create_private_project(app.app.services(), name).await;
+}
+
 /// A registry with accounts and `allow_signup` as given.
 async fn start(allow_signup: bool) -> TestApp {
     TestApp::start_with(|c| {
@@ -88,11 +100,7 @@ async fn answer(
 #[tokio::test]
 async fn private_and_missing_repositories_look_alike() {
     let mut app = start(false).await;
-    app.app
-        .services()
-        .admin_create_project(&admin(), "vault", false)
-        .await
-        .expect("project");
+    private_project(&app, "vault").await;
     app.authorize(Some(&basic("admin", ADMIN_PASSWORD)));
     let (_, manifest) = app.push_image("vault/app", "v1", "vault").await;
     let layer = app.push_blob("vault/app", b"a private layer").await;
@@ -230,11 +238,7 @@ async fn the_log_holds_no_passwords_secrets_or_tokens() {
     let http = reqwest::Client::new();
     let admin_basic = basic("admin", ADMIN_PASSWORD);
     app.authorize(Some(&admin_basic));
-    app.app
-        .services()
-        .admin_create_project(&admin(), "team", false)
-        .await
-        .expect("project");
+    private_project(&app, "team").await;
     app.push_image("team/web", "v1", "logged").await;
 
     let mut secrets: Vec<String> = vec![ADMIN_PASSWORD.into()];
@@ -423,11 +427,7 @@ async fn the_log_holds_no_passwords_secrets_or_tokens() {
 #[tokio::test]
 async fn metrics_and_health_name_no_repository_or_account() {
     let mut app = start(false).await;
-    app.app
-        .services()
-        .admin_create_project(&admin(), "hidden-project", false)
-        .await
-        .expect("project");
+    private_project(&app, "hidden-project").await;
     app.authorize(Some(&basic("admin", ADMIN_PASSWORD)));
     app.push_image("hidden-project/secret-repo", "v1", "metrics")
         .await;
@@ -520,11 +520,7 @@ async fn sign_up_is_closed_by_default_and_cannot_take_a_name_in_use() {
     assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
 
     let mut app = start(true).await;
-    app.app
-        .services()
-        .admin_create_project(&admin(), "team", false)
-        .await
-        .expect("project");
+    private_project(&app, "team").await;
     app.authorize(Some(&basic("admin", ADMIN_PASSWORD)));
     app.push_image("team/web", "v1", "team").await;
     app.app
@@ -597,10 +593,7 @@ async fn refusal_time(app: &TestApp, user: &str, password: &str) -> Duration {
 async fn refused_logins_cost_one_password_check_whatever_the_reason() {
     let app = start(false).await;
     let services = app.app.services();
-    services
-        .admin_create_project(&admin(), "team", false)
-        .await
-        .expect("project");
+    create_private_project(services, "team").await;
     services
         .create_account("live", "live-pw-123", false, false)
         .await
@@ -730,10 +723,7 @@ async fn upload_ids_and_digests_cannot_reach_outside_the_store() {
 async fn blob_deletes_need_delete_and_upload_sessions_need_push() {
     let mut app = start(false).await;
     let services = app.app.services();
-    services
-        .admin_create_project(&admin(), "team", false)
-        .await
-        .expect("project");
+    create_private_project(services, "team").await;
     let meta = app.meta().await;
     for (name, role) in [
         ("gina", berth_meta::Role::Guest),
@@ -796,10 +786,7 @@ async fn blob_deletes_need_delete_and_upload_sessions_need_push() {
 async fn lifecycle_settings_need_a_project_admin_or_a_system_administrator() {
     let app = start(false).await;
     let services = app.app.services();
-    services
-        .admin_create_project(&admin(), "team", false)
-        .await
-        .expect("project");
+    create_private_project(services, "team").await;
     let meta = app.meta().await;
     for (name, role) in [
         ("pat", Some(berth_meta::Role::Admin)),
@@ -1039,11 +1026,7 @@ async fn internal_errors_tell_the_client_nothing_of_the_server() {
 #[tokio::test]
 async fn sql_in_query_parameters_is_data() {
     let mut app = start(false).await;
-    app.app
-        .services()
-        .admin_create_project(&admin(), "team", false)
-        .await
-        .expect("project");
+    private_project(&app, "team").await;
     app.authorize(Some(&basic("admin", ADMIN_PASSWORD)));
     app.push_image("team/web", "v1", "sql").await;
     app.push_image("team/web", "v2", "sql").await;
