@@ -96,8 +96,10 @@ impl Drop for UploadSlot {
 pub(crate) struct IdleTimeout<B> {
     inner: B,
     timeout: Duration,
-    /// Armed while a read is pending on the client.
+    /// The deadline, allocated at the first wait and reset at each later one.
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Whether `sleep` counts down for the read pending now.
+    armed: bool,
 }
 
 impl<B> IdleTimeout<B> {
@@ -106,6 +108,7 @@ impl<B> IdleTimeout<B> {
             inner,
             timeout,
             sleep: None,
+            armed: false,
         }
     }
 }
@@ -129,15 +132,20 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            this.sleep = None;
+            this.armed = false;
             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
         }
-        let timeout = this.timeout;
+        let deadline = Instant::now() + this.timeout;
         let sleep = this
             .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + timeout)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !this.armed {
+            // One allocation per body, not one per wait of the upload loop.
+            sleep.as_mut().reset(deadline);
+            this.armed = true;
+        }
         ready!(sleep.as_mut().poll(cx));
-        Poll::Ready(Some(Err(BodyStalled(timeout.as_secs()).into())))
+        Poll::Ready(Some(Err(BodyStalled(this.timeout.as_secs()).into())))
     }
 
     fn is_end_stream(&self) -> bool {

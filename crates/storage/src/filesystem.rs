@@ -374,17 +374,18 @@ impl UploadStore for FilesystemStore {
         let upload = self.upload_path(id)?;
         let key = Self::key_for(digest, id)?;
         let target = self.blob_path(&key);
-        if !fs::try_exists(&upload).await.unwrap_or(true) {
-            // A commit retried after its rename went through (the process killed before the
-            // database row, or that write failed): the fsynced file is there under its final
-            // name, which only this session's commit of this digest gives.
-            if let Ok(meta) = fs::metadata(&target).await
-                && meta.len() == size
-            {
-                return Ok(key);
+        let file = match self.open_acknowledged(id, size).await {
+            Ok(file) => file,
+            Err(e) => {
+                // A commit retried after its rename went through (the process killed before
+                // the database row, or that write failed): the fsynced file is there under its
+                // final name, which only this session's commit of this digest gives.
+                return match fs::metadata(&target).await {
+                    Ok(meta) if meta.len() == size => Ok(key),
+                    _ => Err(e),
+                };
             }
-        }
-        let file = self.open_acknowledged(id, size).await?;
+        };
         tokio::task::spawn_blocking(move || file.sync_all())
             .await
             .map_err(io::Error::other)??;
