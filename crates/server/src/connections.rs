@@ -161,25 +161,43 @@ impl Connection {
     {
         let peer = self.peer;
         let body_idle = self.body_idle;
-        let service = self
-            .router
-            .map_request(move |request: http::Request<Incoming>| {
-                let (mut parts, body) = request.into_parts();
-                // What `into_make_service_with_connect_info` gives handlers.
-                parts.extensions.insert(ConnectInfo(peer));
-                // HTTP/2 clients name the host in `:authority`, not `Host`; copy it as an
-                // HTTP/1.1 gateway must (RFC 9113, 8.3.1), so handlers that build URLs from
-                // `Host` (the token realm) see it whatever the protocol.
-                if !parts.headers.contains_key(http::header::HOST)
-                    && let Some(host) = parts
-                        .uri
-                        .authority()
-                        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-                {
-                    parts.headers.insert(http::header::HOST, host);
+        let router = self.router.clone();
+        let service = tower::service_fn(move |request: http::Request<Incoming>| {
+            let (mut parts, body) = request.into_parts();
+            // What `into_make_service_with_connect_info` gives handlers.
+            parts.extensions.insert(ConnectInfo(peer));
+            // HTTP/2 clients name the host in `:authority`, not `Host`; copy it as an
+            // HTTP/1.1 gateway must (RFC 9113, 8.3.1), so handlers that build URLs from
+            // `Host` (the token realm) see it whatever the protocol.
+            if !parts.headers.contains_key(http::header::HOST)
+                && let Some(host) = parts
+                    .uri
+                    .authority()
+                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(http::header::HOST, host);
+            }
+            let http1 = parts.version < http::Version::HTTP_2;
+            let (body, read) = IdleTimeout::new(body, body_idle);
+            let response = router
+                .clone()
+                .oneshot(http::Request::from_parts(parts, body));
+            async move {
+                let mut response = response.await?;
+                // An answer given before the body was read (a bad name, a refused range):
+                // hyper reads no further and closes once the answer is out, since the rest
+                // of the body cannot be told from a next request. Saying so lets a client
+                // that keeps connections alive know before it sends one (RFC 9112, 9.6).
+                // HTTP/2 resets the stream instead and keeps the connection.
+                if http1 && !read.to_the_end() {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
                 }
-                http::Request::from_parts(parts, IdleTimeout::new(body, body_idle))
-            });
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
         let connection = self
             .http
             .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -93,6 +94,7 @@ impl Drop for UploadSlot {
 /// A request body that fails when the client sends nothing for `timeout` while the server
 /// waits for it: a client trickling a body, or gone without closing, cannot hold its upload
 /// (and its slot) for ever. Time spent by the server between reads does not count.
+/// It also tells whether it was read to its end (`BodyRead`).
 pub(crate) struct IdleTimeout<B> {
     inner: B,
     timeout: Duration,
@@ -100,16 +102,38 @@ pub(crate) struct IdleTimeout<B> {
     sleep: Option<Pin<Box<Sleep>>>,
     /// Whether `sleep` counts down for the read pending now.
     armed: bool,
+    read: BodyRead,
 }
 
-impl<B> IdleTimeout<B> {
-    pub(crate) fn new(inner: B, timeout: Duration) -> IdleTimeout<B> {
-        IdleTimeout {
+/// Whether a request body has been read to its end (an empty body has, from the start).
+#[derive(Clone, Default)]
+pub(crate) struct BodyRead(Arc<AtomicBool>);
+
+impl BodyRead {
+    pub(crate) fn to_the_end(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl<B: Body> IdleTimeout<B> {
+    /// The body, and what tells whether it was read to its end.
+    pub(crate) fn new(inner: B, timeout: Duration) -> (IdleTimeout<B>, BodyRead) {
+        let read = BodyRead::default();
+        if inner.is_end_stream() {
+            read.set();
+        }
+        let body = IdleTimeout {
             inner,
             timeout,
             sleep: None,
             armed: false,
-        }
+            read: read.clone(),
+        };
+        (body, read)
     }
 }
 
@@ -133,6 +157,9 @@ where
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             this.armed = false;
+            if frame.is_none() || this.inner.is_end_stream() {
+                this.read.set();
+            }
             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
         }
         let deadline = Instant::now() + this.timeout;

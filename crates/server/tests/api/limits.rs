@@ -225,6 +225,88 @@ async fn a_stalled_body_fails_and_the_upload_keeps_what_was_acknowledged() {
     assert_blob(&app, "limits/stall", &blob).await;
 }
 
+/// Reads one response from a kept-alive connection: (head in lower case, body; a chunked
+/// body with its chunk lines).
+async fn read_response(stream: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let body = &got[end + 4..];
+            if head.contains("transfer-encoding: chunked") {
+                if body.ends_with(b"\r\n0\r\n\r\n") {
+                    return (head, body.to_vec());
+                }
+            } else {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("no length: {head}"));
+                if body.len() >= length {
+                    return (head, body[..length].to_vec());
+                }
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("a response within 5 s")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// An answer given before the request body was read says `Connection: close` (RFC 9112,
+/// 9.6) and the server closes: the unread rest of the body cannot be taken for the next
+/// request, and the client knows not to send one. An answer to a body that was read keeps
+/// the connection.
+#[tokio::test]
+async fn a_body_refused_unread_closes_the_connection_and_says_so() {
+    let app = TestApp::start().await;
+    let mut s = TcpStream::connect(first_replica(&app))
+        .await
+        .expect("connect");
+    // Read, then refused: the connection is kept.
+    let manifest = b"{ not json";
+    let head = format!(
+        "PUT /v2/limits/keep/manifests/v1 HTTP/1.1\r\nHost: registry\r\n\
+         Content-Type: application/vnd.oci.image.manifest.v1+json\r\n\
+         Content-Length: {}\r\n\r\n",
+        manifest.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(manifest).await.expect("write body");
+    let (head, body) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("MANIFEST_INVALID"));
+    assert!(!head.contains("connection: close"), "{head}");
+
+    // Refused for its name before its 1 MB body, of which 1000 bytes are sent.
+    let head = "PUT /v2/limits/keep/manifests/-bad-tag HTTP/1.1\r\nHost: registry\r\n\
+                Content-Type: application/vnd.oci.image.manifest.v1+json\r\n\
+                Content-Length: 1000000\r\n\r\n";
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(&[b' '; 1000]).await.expect("write some");
+    let (head, body) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert!(
+        String::from_utf8_lossy(&body).contains("TAG_INVALID"),
+        "{head}"
+    );
+    assert!(head.contains("connection: close"), "{head}");
+    let (rest, closed) = read_until_closed(&mut s, Duration::from_secs(3)).await;
+    assert!(
+        rest.is_empty() && closed.is_some(),
+        "the connection stays open"
+    );
+}
+
 /// A PATCH whose body the test sends when it likes: (the request in flight, the sender).
 fn streaming_patch(
     http: &reqwest::Client,
