@@ -55,6 +55,7 @@ pub async fn run(meta: &dyn MetaStore) {
     audit_log(meta).await;
     inventory(meta).await;
     collector(meta).await;
+    pushed_again_is_young_again(meta).await;
     lifecycle(meta).await;
 }
 
@@ -1049,6 +1050,62 @@ async fn collector(meta: &dyn MetaStore) {
     assert_eq!(meta.blob(&loose.digest).await.expect("get"), None);
     // A blob swept is added again by the next upload of its bytes.
     assert_eq!(meta.add_blob(&r, &loose).await.expect("again"), loose);
+}
+
+/// What a repository is sent again (a blob uploaded or mounted, a manifest put) is dated
+/// again: garbage collection's grace counts from the last push, so a collection whose cutoff
+/// falls between a first push long ago and a push again now spares it.
+async fn pushed_again_is_young_again(meta: &dyn MetaStore) {
+    let r = repo("suite/again");
+    let (layer, mounted) = (blob(b"again layer"), blob(b"again mounted"));
+    for b in [&layer, &mounted] {
+        meta.add_blob(&r, b).await.expect("add");
+    }
+    let image = manifest(b"again image", &[], &[]);
+    meta.put_manifest(&r, &image).await.expect("image");
+    // Dates are in seconds: the cutoff is the next second.
+    let first = crate::unix_now();
+    while crate::unix_now() == first {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let cutoff = crate::unix_now();
+    meta.add_blob(&r, &layer).await.expect("upload again");
+    assert!(meta.link_blob(&r, &mounted.digest).await.expect("mount"));
+    meta.put_manifest(&r, &image).await.expect("put again");
+
+    let snapshot = meta.gc_snapshot().await.expect("snapshot");
+    let (repo_id, _) = snapshot
+        .repositories
+        .iter()
+        .find(|(_, name)| name == "suite/again")
+        .expect("repository listed")
+        .clone();
+    let image_id = snapshot
+        .manifests
+        .iter()
+        .find(|m| m.repository_id == repo_id && m.digest == image.digest)
+        .expect("manifest listed")
+        .id;
+    let links = [
+        (repo_id, layer.digest.clone()),
+        (repo_id, mounted.digest.clone()),
+    ];
+    assert_eq!(meta.sweep_links(&links, cutoff).await.expect("sweep"), 0);
+    assert_eq!(
+        meta.sweep_manifests(&[image_id], cutoff)
+            .await
+            .expect("sweep"),
+        Vec::<i64>::new()
+    );
+    // A cutoff after the second push takes them.
+    let later = crate::unix_now() + 1;
+    assert_eq!(meta.sweep_links(&links, later).await.expect("sweep"), 2);
+    assert_eq!(
+        meta.sweep_manifests(&[image_id], later)
+            .await
+            .expect("sweep"),
+        vec![image_id]
+    );
 }
 
 /// Settings round-trip; usage counts each blob and manifest once per project, and only the

@@ -29,7 +29,12 @@ pub enum Error {
     ManifestInvalid(String),
     #[error("manifest references blob {0}, which is not in this repository")]
     ManifestBlobUnknown(Digest),
-    #[error("manifest {0} is unknown")]
+    /// An index names a manifest its repository does not hold (`MANIFEST_BLOB_UNKNOWN`, as
+    /// distribution answers: the spec's code for what a manifest references and lacks).
+    #[error("the index references manifest {0}, which is not in this repository")]
+    ManifestChildUnknown(Digest),
+    /// The words say which manifest, and where.
+    #[error("{0}")]
     ManifestUnknown(String),
     #[error("repository {0} is unknown")]
     NameUnknown(Repository),

@@ -141,9 +141,7 @@ impl Registry {
             Ok(()) => Ok(Manifest { digest, subject }),
             Err(MetaError::TagImmutable(tag)) => Err(Self::immutable_error(repository, &tag)),
             Err(MetaError::BlobUnknown(d)) => Err(Error::ManifestBlobUnknown(d)),
-            Err(MetaError::ManifestUnknown(d)) => Err(Error::ManifestUnknown(format!(
-                "{d}, referenced by the index, is not in {repository}"
-            ))),
+            Err(MetaError::ManifestUnknown(d)) => Err(Error::ManifestChildUnknown(d)),
             Err(e) => Err(e.into()),
         }
     }
@@ -187,7 +185,7 @@ impl Registry {
         reference: &ManifestRef,
     ) -> Result<Error> {
         Ok(if self.meta.repository_exists(repository).await? {
-            Error::ManifestUnknown(format!("{reference} is not in {repository}"))
+            Error::ManifestUnknown(format!("manifest {reference} is not in {repository}"))
         } else {
             Error::NameUnknown(repository.clone())
         })

@@ -71,7 +71,9 @@ impl ApiError {
                 Error::RangeNotSatisfiable { .. } => ("SIZE_INVALID", S::RANGE_NOT_SATISFIABLE),
                 Error::DigestInvalid(_) => ("DIGEST_INVALID", S::BAD_REQUEST),
                 Error::ManifestInvalid(_) => ("MANIFEST_INVALID", S::BAD_REQUEST),
-                Error::ManifestBlobUnknown(_) => ("MANIFEST_BLOB_UNKNOWN", S::BAD_REQUEST),
+                Error::ManifestBlobUnknown(_) | Error::ManifestChildUnknown(_) => {
+                    ("MANIFEST_BLOB_UNKNOWN", S::BAD_REQUEST)
+                }
                 Error::ManifestUnknown(_) => ("MANIFEST_UNKNOWN", S::NOT_FOUND),
                 Error::NameUnknown(_) => ("NAME_UNKNOWN", S::NOT_FOUND),
                 Error::ManifestTooLarge { .. } => ("SIZE_INVALID", S::PAYLOAD_TOO_LARGE),
@@ -109,7 +111,11 @@ impl ApiError {
 
     fn detail(&self) -> Value {
         match self {
-            ApiError::Registry(Error::BlobUnknown(d) | Error::ManifestBlobUnknown(d)) => {
+            ApiError::Registry(
+                Error::BlobUnknown(d)
+                | Error::ManifestBlobUnknown(d)
+                | Error::ManifestChildUnknown(d),
+            ) => {
                 json!({ "digest": d.to_string() })
             }
             ApiError::Registry(Error::NameUnknown(n)) => json!({ "name": n.as_str() }),

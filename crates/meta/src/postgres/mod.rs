@@ -167,10 +167,12 @@ impl PostgresMeta {
 
     /// Lets repository `repo` read blob `digest`. Its foreign key check locks the blob row
     /// (FOR KEY SHARE) until the transaction ends, so the blob cannot vanish under the link.
+    /// A link that exists is dated again: its blob was just pushed or mounted, and garbage
+    /// collection's grace counts from then.
     async fn grant(tx: &mut sqlx::PgConnection, repo: i64, digest: &Digest) -> Result<()> {
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
         )
         .bind(repo)
         .bind(digest.to_string())
@@ -334,15 +336,16 @@ impl ManifestIndex for PostgresMeta {
         {
             return Err(MetaError::ManifestUnknown(missing.clone()));
         }
-        // Same digest, same bytes: a repeated PUT only adds tags. SQLite inserts with DO
-        // NOTHING and then looks the id up; here a delete_manifest could commit between the
-        // two. The no-op DO UPDATE returns the id and locks the row in one statement, so the
-        // manifest stays until its references and tags are in.
+        // Same digest, same bytes: a repeated PUT only adds tags, and dates the manifest
+        // again (garbage collection's grace counts from the last push). SQLite looks the id
+        // up first; here a delete_manifest could commit between a lookup and a write. The
+        // DO UPDATE returns the id and locks the row in one statement, so the manifest stays
+        // until its references and tags are in.
         let manifest_id: i64 = sqlx::query_scalar(
             "INSERT INTO manifests (repository_id, digest, media_type, content, subject,
                                     artifact_type, annotations, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = manifests.created_at
+             ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at
              RETURNING id",
         )
         .bind(repo)

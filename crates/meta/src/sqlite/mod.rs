@@ -115,11 +115,12 @@ impl SqliteMeta {
         .await?;
         Ok(id)
     }
-    /// Lets repository `repo` read blob `digest`.
+    /// Lets repository `repo` read blob `digest`. A link that exists is dated again: its
+    /// blob was just pushed or mounted, and garbage collection's grace counts from then.
     async fn grant(tx: &mut sqlx::SqliteConnection, repo: i64, digest: &Digest) -> Result<()> {
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
         )
         .bind(repo)
         .bind(digest.to_string())
@@ -290,9 +291,17 @@ impl ManifestIndex for SqliteMeta {
                 (Self::repository_id(&mut tx, repository).await?, None)
             }
         };
-        // Same digest, same bytes, same references: a repeated PUT only adds tags.
+        // Same digest, same bytes, same references: a repeated PUT only adds tags, and dates
+        // the manifest again (garbage collection's grace counts from the last push).
         let manifest_id = match existing {
-            Some(id) => id,
+            Some(id) => {
+                sqlx::query("UPDATE manifests SET created_at = ? WHERE id = ?")
+                    .bind(now())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
             None => {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO manifests (repository_id, digest, media_type, content, subject,

@@ -540,8 +540,8 @@ async fn refused_manifests_leave_the_tag_as_it_was() {
             "an index of an unknown manifest",
             OCI_INDEX,
             unknown_child,
-            StatusCode::NOT_FOUND,
-            "MANIFEST_UNKNOWN",
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_BLOB_UNKNOWN",
         ),
         (
             "one byte over the limit",

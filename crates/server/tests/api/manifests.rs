@@ -201,7 +201,17 @@ async fn indexes_and_docker_types() {
     let r = app
         .put_manifest("multi", "broken", OCI_INDEX, &missing)
         .await;
-    assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = r.json().await.expect("error JSON");
+    assert_eq!(body["errors"][0]["code"], "MANIFEST_BLOB_UNKNOWN");
+    assert_eq!(
+        body["errors"][0]["message"],
+        format!(
+            "the index references manifest {}, which is not in this repository",
+            sha256(b"nope")
+        )
+    );
+    assert_eq!(body["errors"][0]["detail"]["digest"], sha256(b"nope"));
 
     // Docker schema 2 and manifest list.
     let cfg = app.push_blob("docker", b"{\"os\":\"linux\"}").await;
