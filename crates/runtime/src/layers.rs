@@ -1,0 +1,180 @@
+//! Unpacked layers, shared by every container of every image that has them, keyed by chain ID
+//! (image-spec config.md "Layer ChainID": a layer's identity together with all below it).
+//!
+//! ```text
+//! layers/
+//!   <chain ID hex>/diff/      one layer's files, overlayfs whiteouts included (unpack.rs)
+//!   <chain ID hex>.lock       held while that layer is being unpacked
+//!   <chain ID hex>.partial-*  an unpacking in progress, or left by a crash: removed under the lock
+//! ```
+//! A layer is unpacked once: the first to take its lock unpacks into a `.partial` directory,
+//! checks the diff ID against the image config and renames it into place; the others wait on
+//! the lock and find it there.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use berth_oci::{Descriptor, Digest};
+use berth_store::Store;
+
+use crate::error::{Result, RuntimeError};
+use crate::unpack::unpack_layer;
+
+/// The chain IDs of layers with these diff IDs, bottom first.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut chain: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for diff_id in diff_ids {
+        let next = match chain.last() {
+            None => diff_id.clone(),
+            Some(below) => Digest::sha256_of(format!("{below} {diff_id}").as_bytes()),
+        };
+        chain.push(next);
+    }
+    chain
+}
+
+/// What [`LayerCache::prepare`] reports as it goes.
+pub enum LayerEvent<'a> {
+    /// The layer was unpacked before.
+    Cached(&'a Descriptor),
+    Unpacking(&'a Descriptor),
+    Unpacked(&'a Descriptor),
+}
+
+pub struct LayerCache {
+    root: PathBuf,
+}
+
+impl LayerCache {
+    pub fn new(root: impl Into<PathBuf>) -> LayerCache {
+        LayerCache { root: root.into() }
+    }
+
+    /// Where the layer with this chain ID is (or would be) unpacked.
+    pub fn diff_dir(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join(chain_id.hex()).join("diff")
+    }
+
+    /// Unpacks, from `store`, the layers of an image that are not unpacked yet. `layers` and
+    /// `diff_ids` come from its manifest and config, bottom first. Returns the chain IDs.
+    pub fn prepare(
+        &self,
+        store: &Store,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        report: &mut dyn FnMut(LayerEvent<'_>),
+    ) -> Result<Vec<Digest>> {
+        if layers.len() != diff_ids.len() {
+            return Err(RuntimeError::Other(format!(
+                "the image has {} layers but its config lists {} diff IDs",
+                layers.len(),
+                diff_ids.len()
+            )));
+        }
+        fs::create_dir_all(&self.root).map_err(RuntimeError::io("create", &self.root))?;
+        let chain = chain_ids(diff_ids);
+        for (i, layer) in layers.iter().enumerate() {
+            let lowers: Vec<PathBuf> = chain[..i].iter().rev().map(|c| self.diff_dir(c)).collect();
+            self.ensure(store, layer, &diff_ids[i], &chain[i], &lowers, report)?;
+        }
+        Ok(chain)
+    }
+
+    fn ensure(
+        &self,
+        store: &Store,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        chain_id: &Digest,
+        lowers: &[PathBuf],
+        report: &mut dyn FnMut(LayerEvent<'_>),
+    ) -> Result<()> {
+        let done = self.root.join(chain_id.hex());
+        if done.join("diff").is_dir() {
+            report(LayerEvent::Cached(layer));
+            return Ok(());
+        }
+        let lock_path = self.root.join(format!("{}.lock", chain_id.hex()));
+        let lock = File::create(&lock_path).map_err(RuntimeError::io("create", &lock_path))?;
+        lock.lock().map_err(RuntimeError::io("lock", &lock_path))?;
+        if done.join("diff").is_dir() {
+            report(LayerEvent::Cached(layer));
+            return Ok(());
+        }
+        self.remove_partials(chain_id)?;
+        report(LayerEvent::Unpacking(layer));
+        let partial = self
+            .root
+            .join(format!("{}.partial-{}", chain_id.hex(), std::process::id()));
+        let diff = partial.join("diff");
+        fs::create_dir_all(&diff).map_err(RuntimeError::io("create", &diff))?;
+        let input = store.open_blob(&layer.digest)?;
+        let unpacked = unpack_layer(&layer.digest, input, &diff, lowers);
+        let actual = match unpacked {
+            Ok(actual) => actual,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&partial);
+                return Err(e);
+            }
+        };
+        if &actual != diff_id {
+            let _ = fs::remove_dir_all(&partial);
+            return Err(RuntimeError::DiffIdMismatch {
+                layer: layer.digest.clone(),
+                expected: diff_id.clone(),
+                actual,
+            });
+        }
+        if done.exists() {
+            // A directory without `diff`: what an older crash could leave; never in use.
+            fs::remove_dir_all(&done).map_err(RuntimeError::io("remove", &done))?;
+        }
+        fs::rename(&partial, &done).map_err(RuntimeError::io("rename", &partial))?;
+        report(LayerEvent::Unpacked(layer));
+        Ok(())
+    }
+
+    /// Removes what an interrupted unpacking of this layer left; the caller holds its lock.
+    fn remove_partials(&self, chain_id: &Digest) -> Result<()> {
+        let prefix = format!("{}.partial-", chain_id.hex());
+        let entries = fs::read_dir(&self.root).map_err(RuntimeError::io("list", &self.root))?;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let path = entry.path();
+                fs::remove_dir_all(&path).map_err(RuntimeError::io("remove", &path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes unpacked layers whose chain ID is not in `keep`; returns how many went.
+    pub fn remove_unused(&self, keep: &std::collections::BTreeSet<String>) -> Result<usize> {
+        let mut removed = 0;
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Ok(0);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            if keep.contains(&name) {
+                continue;
+            }
+            let lock_path = self.root.join(format!("{name}.lock"));
+            let lock = File::create(&lock_path).map_err(RuntimeError::io("create", &lock_path))?;
+            if lock.try_lock().is_err() {
+                continue;
+            }
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(RuntimeError::io("remove", &path))?;
+            let _ = fs::remove_file(&lock_path);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
