@@ -11,6 +11,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// jemalloc rather than glibc's malloc. Under a long mixed load (`bench/soak`) glibc keeps
+/// the memory freed by tokio's many blocking threads in per-thread arenas, so the server's RSS
+/// climbed for 20 minutes with a flat live heap; jemalloc gives freed pages back after a few
+/// seconds (bench/README.md, "Soak").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "berth",
