@@ -136,7 +136,12 @@ impl TransferFlags {
     /// The bars to draw (and finish), and the progress sink to hand the engine: silent with
     /// `--quiet`.
     pub fn progress(&self) -> (Arc<LayerBars>, Arc<dyn Progress>) {
-        let bars = Arc::new(LayerBars::new());
+        self.progress_on(false)
+    }
+
+    /// The same, drawn on stderr when `on_stderr`.
+    pub fn progress_on(&self, on_stderr: bool) -> (Arc<LayerBars>, Arc<dyn Progress>) {
+        let bars = Arc::new(LayerBars::on(on_stderr));
         let progress: Arc<dyn Progress> = if self.quiet {
             Arc::new(Silent)
         } else {

@@ -14,20 +14,31 @@ pub fn short_id(digest: &Digest) -> String {
     digest.hex().chars().take(12).collect()
 }
 
-/// Progress on stdout, with bars on a terminal.
+/// Progress on stdout (or stderr), with bars on a terminal.
 pub struct LayerBars {
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<Digest, (ProgressBar, Phase)>>,
+    on_stderr: bool,
 }
 
 impl LayerBars {
-    pub fn new() -> Self {
-        let multi = std::io::stdout()
-            .is_terminal()
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
+    /// On stderr when `on_stderr` (`berth run`, whose stdout is the container's).
+    pub fn on(on_stderr: bool) -> Self {
+        let (terminal, target) = if on_stderr {
+            (
+                std::io::stderr().is_terminal(),
+                ProgressDrawTarget::stderr(),
+            )
+        } else {
+            (
+                std::io::stdout().is_terminal(),
+                ProgressDrawTarget::stdout(),
+            )
+        };
         LayerBars {
-            multi,
+            multi: terminal.then(|| MultiProgress::with_draw_target(target)),
             bars: Mutex::new(HashMap::new()),
+            on_stderr,
         }
     }
 
@@ -59,7 +70,11 @@ impl Progress for LayerBars {
                 .entry(digest.clone())
                 .or_insert_with(|| (ProgressBar::hidden(), Phase::Waiting));
             if entry.1 != phase || matches!(phase, Phase::Retrying(_)) {
-                println!("{}: {}", short_id(digest), phase.label());
+                if self.on_stderr {
+                    eprintln!("{}: {}", short_id(digest), phase.label());
+                } else {
+                    println!("{}: {}", short_id(digest), phase.label());
+                }
                 entry.1 = phase;
             }
             return;

@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments and an `exec` that calls the libraries.
 
 mod admin;
+mod container_supervise;
 mod fsck;
 mod gc;
 mod images;
@@ -8,13 +9,18 @@ mod inspect;
 mod load;
 mod login;
 mod logout;
+mod logs;
 mod migrate;
+mod ps;
 mod pull;
 mod push;
+mod rm;
 mod rmi;
+mod run;
 mod save;
 mod serve;
 mod signup;
+mod stop;
 mod tag;
 
 use std::process::ExitCode;
@@ -56,6 +62,19 @@ pub enum Command {
     Fsck(fsck::Args),
     /// Delete blobs and (optionally) untagged manifests nothing references, online.
     Gc(gc::Args),
+    /// Run a command in a new container (pulls the image when it is not local).
+    Run(run::Args),
+    /// List containers.
+    Ps(ps::Args),
+    /// Stop running containers.
+    Stop(stop::Args),
+    /// Remove containers.
+    Rm(rm::Args),
+    /// Show a container's output.
+    Logs(logs::Args),
+    /// Supervise a detached container (used by `berth run -d`).
+    #[command(hide = true)]
+    ContainerSupervise(container_supervise::Args),
 }
 
 #[derive(clap::Subcommand)]
@@ -88,6 +107,12 @@ pub fn exec(command: Command) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => migrate::exec(args),
         Command::Fsck(args) => fsck::exec(args),
         Command::Gc(args) => gc::exec(args),
+        Command::Run(args) => run::exec(args),
+        Command::Ps(args) => ps::exec(args),
+        Command::Stop(args) => stop::exec(args),
+        Command::Rm(args) => rm::exec(args),
+        Command::Logs(args) => logs::exec(args),
+        Command::ContainerSupervise(args) => container_supervise::exec(args),
         Command::Login(args) => login::exec(args),
         Command::Logout(args) => logout::exec(args),
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull::exec(args),

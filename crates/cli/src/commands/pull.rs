@@ -1,7 +1,9 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use berth_client::platform::Platform;
 use berth_client::pull::{PullOptions, pull};
+use berth_oci::Reference;
 
 use crate::context::{ClientContext, TransferFlags, runtime};
 
@@ -31,45 +33,70 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(str::parse::<Platform>)
         .transpose()?;
+    pull_and_report(
+        &mut ctx,
+        &reference,
+        platform,
+        args.all_platforms,
+        &args.transfer,
+        false,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls `reference` into the local store, telling what happens as `berth pull` does, on
+/// stdout or (`berth run`, whose stdout is the container ID's or the container's) stderr.
+pub fn pull_and_report(
+    ctx: &mut ClientContext,
+    reference: &Reference,
+    platform: Option<Platform>,
+    all_platforms: bool,
+    transfer: &TransferFlags,
+    on_stderr: bool,
+) -> anyhow::Result<()> {
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    let out: &mut dyn Write = if on_stderr { &mut stderr } else { &mut stdout };
     let store = ctx.store()?;
     let options = PullOptions {
         platform,
-        all_platforms: args.all_platforms,
-        max_concurrent: args
-            .transfer
+        all_platforms,
+        max_concurrent: transfer
             .max_concurrent
             .unwrap_or(ctx.settings.max_concurrent_downloads),
     };
-    let (bars, progress) = args.transfer.progress();
-    if !args.transfer.quiet {
+    let (bars, progress) = transfer.progress_on(on_stderr);
+    if !transfer.quiet {
         match reference.tag() {
             Some(tag) if reference.digest().is_none() => {
-                println!("{}: Pulling from {}", tag, reference.repository())
+                writeln!(out, "{}: Pulling from {}", tag, reference.repository())?
             }
-            _ => println!("Pulling {}", reference.familiar()),
+            _ => writeln!(out, "Pulling {}", reference.familiar())?,
         }
     }
     let outcome = runtime()?.block_on(async {
-        let client = ctx
-            .connect(reference.domain(), args.transfer.insecure)
-            .await?;
-        anyhow::Ok(pull(&client, &store, &reference, &options, progress).await?)
+        let client = ctx.connect(reference.domain(), transfer.insecure).await?;
+        anyhow::Ok(pull(&client, &store, reference, &options, progress).await?)
     });
     bars.finish();
     let outcome = outcome?;
-    if args.transfer.quiet {
-        println!("{}", reference);
-        return Ok(ExitCode::SUCCESS);
+    if transfer.quiet {
+        writeln!(out, "{reference}")?;
+        return Ok(());
     }
-    println!("Digest: {}", outcome.repo_digest);
+    writeln!(out, "Digest: {}", outcome.repo_digest)?;
     if outcome.up_to_date {
-        println!("Status: Image is up to date for {}", reference.familiar());
+        writeln!(
+            out,
+            "Status: Image is up to date for {}",
+            reference.familiar()
+        )?;
     } else {
-        println!(
+        writeln!(
+            out,
             "Status: Downloaded newer image for {}",
             reference.familiar()
-        );
+        )?;
     }
-    println!("{reference}");
-    Ok(ExitCode::SUCCESS)
+    writeln!(out, "{reference}")?;
+    Ok(())
 }

@@ -1,5 +1,7 @@
 use std::process::ExitCode;
 
+use berth_runtime::containers::Containers;
+
 use crate::context::ClientContext;
 
 /// Remove images from the local store.
@@ -38,6 +40,25 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             code = ExitCode::FAILURE;
             continue;
         };
+        // The last name of an image that a container was made from stays, as with docker,
+        // unless forced (the container keeps running: its layers are unpacked apart).
+        let other_names = store
+            .images()?
+            .iter()
+            .filter(|i| i.descriptor.digest == desc.digest && i.name != name)
+            .count();
+        if !args.force
+            && other_names == 0
+            && let Some(user) = container_using(&store, &desc)?
+        {
+            eprintln!(
+                "Error: conflict: unable to remove repository reference \"{}\" (must force) - container {} is using its referenced image",
+                reference.familiar(),
+                user
+            );
+            code = ExitCode::FAILURE;
+            continue;
+        }
         // With -f every name of the image goes, as `docker rmi -f <id>` does.
         let mut names = vec![name];
         if args.force {
@@ -60,4 +81,29 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(code)
+}
+
+/// The short ID of a container (running or not) made from the image `desc` names, if any.
+fn container_using(
+    store: &berth_store::Store,
+    desc: &berth_oci::Descriptor,
+) -> anyhow::Result<Option<String>> {
+    let Ok(root) = Containers::default_root() else {
+        return Ok(None);
+    };
+    if !root.is_dir() {
+        return Ok(None);
+    }
+    let containers = Containers::open(root)?;
+    // The image itself, and for an index each platform's manifest.
+    let mut digests = vec![desc.digest.clone()];
+    let bytes = store.read_blob(&desc.digest)?;
+    if let Ok(parsed) = berth_oci::parse_manifest(Some(&desc.media_type), &bytes) {
+        digests.extend(parsed.manifests.into_iter().map(|m| m.digest));
+    }
+    Ok(containers
+        .list()?
+        .into_iter()
+        .find(|c| digests.contains(&c.manifest))
+        .map(|c| c.short_id().to_string()))
 }

@@ -6,6 +6,7 @@ mod common;
 mod harness;
 
 mod client;
+mod containers;
 mod crash;
 mod crash_points;
 mod fsck;

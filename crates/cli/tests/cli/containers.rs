@@ -1,0 +1,472 @@
+//! `berth run`, `ps`, `logs`, `stop` and `rm` with the real runc: an image built here from
+//! Debian's busybox-static (three layers: gzip, zstd and plain; a whiteout and an opaque
+//! directory), pushed to `berth serve`, then run from a client that does not have it.
+//! Needs root and runc (`./scripts/test` installs runc and busybox-static).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::harness::*;
+
+const BUSYBOX: &str = "/bin/busybox";
+const APPLETS: [&str; 10] = [
+    "sh", "httpd", "ls", "cat", "echo", "test", "sleep", "id", "hostname", "wget",
+];
+
+const ENTRYPOINT: &str = "#!/bin/sh\n\
+    # With arguments, run them; without, write the greeting and serve the working directory.\n\
+    if [ $# -gt 0 ]; then exec \"$@\"; fi\n\
+    echo \"$GREETING\" > greeting.txt\n\
+    exec httpd -f -v -p 80 -h .\n";
+
+/// One tar entry of a test layer.
+enum Entry<'a> {
+    File(&'a str, &'a [u8], u32),
+    Symlink(&'a str, &'a str),
+    Dir(&'a str),
+}
+
+fn layer(entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(1_700_000_000);
+        match e {
+            Entry::File(path, data, mode) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(data.len() as u64);
+                h.set_mode(*mode);
+                tar.append_data(&mut h, path, *data).expect("file");
+            }
+            Entry::Symlink(path, target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.set_mode(0o777);
+                tar.append_link(&mut h, path, target).expect("link");
+            }
+            Entry::Dir(path) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_mode(0o755);
+                tar.append_data(&mut h, path, std::io::empty())
+                    .expect("dir");
+            }
+        }
+    }
+    tar.into_inner().expect("tar")
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// Writes the busybox web image into an OCI layout; returns its manifest descriptor.
+fn busybox_image(layout: &Layout) -> Value {
+    let busybox = std::fs::read(BUSYBOX).expect("busybox-static is not installed");
+    let mut base = vec![
+        Entry::Dir("bin"),
+        Entry::File("bin/busybox", &busybox, 0o755),
+        Entry::File("entrypoint.sh", ENTRYPOINT.as_bytes(), 0o755),
+        Entry::Dir("www"),
+        Entry::File("www/index.html", b"hello from a berth container\n", 0o644),
+        Entry::File("www/secret.txt", b"deleted by the next layer\n", 0o644),
+        Entry::Dir("cache"),
+        Entry::File("cache/old", b"hidden by an opaque directory\n", 0o644),
+        Entry::Dir("tmp"),
+    ];
+    let links: Vec<String> = APPLETS.iter().map(|a| format!("bin/{a}")).collect();
+    for l in &links {
+        base.push(Entry::Symlink(l, "busybox"));
+    }
+    let base = layer(&base);
+    let deletes = layer(&[
+        Entry::File("www/.wh.secret.txt", b"", 0o644),
+        Entry::File("cache/.wh..wh..opq", b"", 0o644),
+        Entry::File("cache/new", b"fresh\n", 0o644),
+    ]);
+    let about = layer(&[Entry::File("www/about.txt", b"three layers\n", 0o644)]);
+    let layers = [
+        (
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            gzip(&base),
+            &base,
+        ),
+        (
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            ruzstd::encoding::compress_to_vec(
+                deletes.as_slice(),
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ),
+            &deletes,
+        ),
+        (
+            "application/vnd.oci.image.layer.v1.tar",
+            about.clone(),
+            &about,
+        ),
+    ];
+    let descriptors: Vec<Value> = layers
+        .iter()
+        .map(|(media_type, bytes, _)| layout.blob(media_type, bytes))
+        .collect();
+    let diff_ids: Vec<String> = layers.iter().map(|(_, _, tar)| sha256(tar)).collect();
+    let config = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {
+            "Entrypoint": ["/entrypoint.sh"],
+            "Env": ["PATH=/bin", "GREETING=hello from the image config"],
+            "WorkingDir": "/www",
+            "ExposedPorts": {"80/tcp": {}}
+        },
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}
+    });
+    let config = layout.blob(
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&config).expect("json"),
+    );
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": descriptors
+    });
+    layout.blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).expect("json"))
+}
+
+/// A one-layer image whose layer is `tar` (uncompressed); returns its manifest descriptor.
+fn one_layer_image(layout: &Layout, tar: &[u8]) -> Value {
+    let l = layout.blob("application/vnd.oci.image.layer.v1.tar", tar);
+    let config = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/x"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(tar)]}
+    });
+    let config = layout.blob(
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&config).expect("json"),
+    );
+    let manifest =
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [l]});
+    layout.blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).expect("json"))
+}
+
+/// Pushes the layout's `tag` to `registry/repo_tag` with skopeo.
+fn push_layout(dir: &Path, layout_dir: &Path, tag: &str, to: &str) {
+    skopeo(
+        &[
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{tag}", layout_dir.display()),
+            &format!("docker://{to}"),
+        ],
+        &policy(dir),
+    );
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1: (status line, body), or `None` when nothing answers.
+fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+/// Removes every container of the client when the test ends, passed or not, so that no
+/// supervisor, container or mount outlives it.
+struct Cleanup<'a>(&'a ClientHome);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let ids = self.0.run(&["ps", "-aq", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.0.run(&["rm", "-f", id]);
+        }
+    }
+}
+
+fn runc_installed() {
+    assert!(
+        Path::new(BUSYBOX).exists()
+            && std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("runc").is_file())),
+        "runc and busybox-static are needed: apt-get install runc busybox-static (./scripts/test does)"
+    );
+}
+
+#[test]
+fn run_pulls_serves_a_published_port_and_stops() {
+    runc_installed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"));
+    let home = ClientHome::new(&dir.path().join("home"));
+    let _cleanup = Cleanup(&home);
+    let src = dir.path().join("layout");
+    let mut layout = Layout::new(&src);
+    let image = busybox_image(&layout);
+    layout.tag(&image, "0.1");
+    let web = format!("{}/team/web:0.1", server.addr);
+    push_layout(dir.path(), &src, "0.1", &web);
+
+    // Not local: pulled first, as docker does, with the pull's words on stderr and only the
+    // ID on stdout.
+    let port = free_port();
+    let started = Instant::now();
+    let out = home.run(&[
+        "run",
+        "-d",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "--name",
+        "web",
+        &web,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains(&format!("Unable to find image '{web}' locally")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Status: Downloaded newer image"),
+        "{stderr}"
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id:?}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, body) = loop {
+        if let Some(answer) = http_get(port, "/index.html") {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "nothing answers on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "berth run -d (image not local) to the first HTTP answer: {:?}",
+        started.elapsed()
+    );
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "hello from a berth container\n");
+    // Env and WorkingDir from the image config: the entrypoint wrote the greeting into the
+    // working directory, which httpd serves.
+    assert_eq!(
+        http_get(port, "/greeting.txt").expect("greeting").1,
+        "hello from the image config\n"
+    );
+    assert_eq!(
+        http_get(port, "/about.txt").expect("about").1,
+        "three layers\n"
+    );
+    // The whited-out file is gone.
+    let (status, _) = http_get(port, "/secret.txt").expect("answer");
+    assert!(status.contains("404"), "{status}");
+
+    let ps = home.ok(&["ps"]);
+    let line = ps
+        .lines()
+        .find(|l| l.ends_with("web"))
+        .unwrap_or_else(|| panic!("{ps}"));
+    assert!(line.starts_with(&id[..12]), "{ps}");
+    assert!(line.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    assert!(line.contains("Up "), "{ps}");
+    assert!(line.contains("\"/entrypoint.sh\""), "{ps}");
+    let name_in_use = home.fails(&["run", "-d", "--name", "web", &web]);
+    assert!(name_in_use.contains("already in use"), "{name_in_use}");
+
+    // httpd -v logs each request to stderr, which the log keeps.
+    let logs = home.ok(&["logs", "web"]);
+    assert!(logs.contains("response:200"), "{logs}");
+
+    // The image is in use: image rm refuses without -f.
+    let refused = home.fails(&["image", "rm", &web]);
+    assert!(refused.contains("is using"), "{refused}");
+
+    // A second container of the same image, already unpacked: the layer cache is reused,
+    // and its root filesystem is its own (the first one's greeting.txt is not in it).
+    let started = Instant::now();
+    let port2 = free_port();
+    home.ok(&[
+        "run",
+        "-d",
+        "-p",
+        &format!("127.0.0.1:{port2}:80"),
+        "--name",
+        "web2",
+        &web,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(port2, "/index.html").is_none() {
+        assert!(Instant::now() < deadline, "nothing answers on port {port2}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "berth run -d (image unpacked) to the first HTTP answer: {:?}",
+        started.elapsed()
+    );
+
+    // httpd as PID 1 ignores SIGTERM: stop kills it after the grace period.
+    let started = Instant::now();
+    assert_eq!(home.ok(&["stop", "-t", "1", "web"]).trim(), "web");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        http_get(port, "/index.html").is_none(),
+        "still served after stop"
+    );
+    let ps = home.ok(&["ps", "-a"]);
+    let line = ps
+        .lines()
+        .find(|l| l.ends_with(" web"))
+        .unwrap_or_else(|| panic!("{ps}"));
+    assert!(line.contains("Exited (137)"), "{ps}");
+    assert!(!home.ok(&["ps"]).lines().any(|l| l.ends_with(" web")));
+    assert_eq!(home.ok(&["rm", "web"]).trim(), "web");
+    assert!(!home.ok(&["ps", "-a"]).contains(" web\n"));
+    let running = home.fails(&["rm", "web2"]);
+    assert!(running.contains("stop it first"), "{running}");
+    home.ok(&["rm", "-f", "web2"]);
+    assert!(home.ok(&["ps", "-aq"]).trim().is_empty());
+}
+
+#[test]
+fn foreground_runs_exit_with_the_containers_code() {
+    runc_installed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = ClientHome::new(&dir.path().join("home"));
+    let _cleanup = Cleanup(&home);
+    let server = Server::start(&dir.path().join("data"));
+    let src = dir.path().join("layout");
+    let mut layout = Layout::new(&src);
+    let image = busybox_image(&layout);
+    layout.tag(&image, "1");
+    let web = format!("{}/fg/web:1", server.addr);
+    push_layout(dir.path(), &src, "1", &web);
+    home.ok(&["pull", "-q", &web]);
+
+    // COMMAND goes to the entrypoint, which runs it.
+    let out = home.run(&["run", "--rm", &web, "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(home.ok(&["ps", "-aq"]).trim().is_empty(), "--rm left it");
+
+    // Output is attached; -e, -w, --entrypoint and the hostname.
+    let out = home.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=from a flag",
+        "-w",
+        "/cache",
+        "--entrypoint",
+        "/bin/sh",
+        &web,
+        "-c",
+        "echo $GREETING; pwd; ls; test ! -e /www/secret.txt && echo no-secret; hostname",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..4],
+        ["from a flag", "/cache", "new", "no-secret"],
+        "{out}"
+    );
+    assert_eq!(lines[4].len(), 12, "hostname is the short ID: {out}");
+
+    // Kept without --rm, with its exit code and its log.
+    let out = home.run(&[
+        "run",
+        "--name",
+        "failing",
+        &web,
+        "sh",
+        "-c",
+        "echo bye >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    assert!(home.ok(&["ps", "-a"]).contains("Exited (7)"));
+    assert_eq!(home.ok(&["logs", "failing"]), "bye\n");
+    home.ok(&["rm", "failing"]);
+
+    // A command that is not there: runc's error, and docker's 125-or-above.
+    let out = home.run(&["run", "--rm", "--entrypoint", "/no/such", &web]);
+    assert!(out.status.code().unwrap_or(0) >= 125, "{}", text(&out));
+    assert!(text(&out).contains("/no/such"), "{}", text(&out));
+
+    // A port already taken is refused before the container starts.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let out = home.run(&["run", "--rm", "-p", &format!("127.0.0.1:{port}:80"), &web]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(text(&out).contains("is the port taken?"), "{}", text(&out));
+    assert!(home.ok(&["ps", "-aq"]).trim().is_empty());
+
+    // --pull never with an image that is not local.
+    let out = home.run(&[
+        "run",
+        "--pull",
+        "never",
+        &format!("{}/fg/absent:1", server.addr),
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out).contains("No such image"), "{}", text(&out));
+}
+
+#[test]
+fn a_malicious_layer_is_refused_and_writes_nothing_outside() {
+    runc_installed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = ClientHome::new(&dir.path().join("home"));
+    let _cleanup = Cleanup(&home);
+    let server = Server::start(&dir.path().join("data"));
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+
+    // A tar entry ../../x (the tar crate's builder refuses to write one: the name is set by
+    // hand), and a symlink to a directory outside followed by a file through it.
+    let mut dotdot = tar::Header::new_gnu();
+    dotdot.as_old_mut().name[..25].copy_from_slice(b"../../../../../../../../x");
+    dotdot.set_entry_type(tar::EntryType::Regular);
+    dotdot.set_size(4);
+    dotdot.set_mode(0o644);
+    dotdot.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&dotdot, &b"evil"[..]).expect("append");
+    let dotdot = b.into_inner().expect("tar");
+    let through = layer(&[
+        Entry::Symlink("escape", outside.to_str().expect("utf-8")),
+        Entry::File("escape/planted", b"evil", 0o644),
+    ]);
+
+    let src = dir.path().join("layout");
+    let mut layout = Layout::new(&src);
+    for (tag, tar, words) in [
+        ("dotdot", &dotdot, "a path with .. could leave the root"),
+        ("symlink", &through, "it goes through a symbolic link"),
+    ] {
+        let image = one_layer_image(&layout, tar);
+        layout.tag(&image, tag);
+        let name = format!("{}/evil/{tag}:1", server.addr);
+        push_layout(dir.path(), &src, tag, &name);
+        let out = home.run(&["run", "--rm", &name]);
+        assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+        assert!(text(&out).contains(words), "{tag}: {}", text(&out));
+        assert!(home.ok(&["ps", "-aq"]).trim().is_empty());
+    }
+    assert_eq!(std::fs::read_dir(&outside).expect("list").count(), 0);
+    for x in ["x", "../x"] {
+        assert!(!dir.path().join(x).exists());
+    }
+    assert!(!Path::new("/x").exists());
+}
