@@ -1,6 +1,7 @@
 //! The OCI runtime bundle's `config.json` (runtime-spec config.md, config-linux.md), from the
 //! image config and `berth run`'s flags, with docker's defaults: the same namespaces (mount,
-//! pid, uts, ipc, network), mounts, masked paths and capabilities.
+//! pid, uts, ipc, network), mounts, masked paths and capabilities. Resource limits are
+//! inherited from berth (a fixed RLIMIT_NOFILE can exceed what the host allows).
 
 use std::fs::File;
 use std::io::Read;
@@ -282,7 +283,6 @@ pub fn config_json(b: &Bundle<'_>) -> Value {
                 "effective": caps,
                 "permitted": caps,
             },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}],
             "noNewPrivileges": false,
         },
         "root": {"path": b.rootfs, "readonly": false},

@@ -36,11 +36,17 @@ pub async fn run(
     attach: bool,
     ready: &mut dyn FnMut(std::result::Result<&Container, &RuntimeError>),
 ) -> Result<i32> {
+    // Watched from the start: a Ctrl-C as soon as the container's first output shows must
+    // reach the container, not end berth.
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(RuntimeError::io("watch", "SIGINT"))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(RuntimeError::io("watch", "SIGTERM"))?;
     let container = containers.find(id)?;
     let bundle = containers.dir(&container.id);
     let rootfs = Rootfs::in_bundle(&bundle);
     let started = start(containers, runc, &container, &rootfs, attach).await;
-    let (mut child, pid, listeners) = match started {
+    let (mut child, pid, listeners, copies) = match started {
         Ok(s) => s,
         Err(e) => {
             let _ = rootfs.unmount();
@@ -79,10 +85,6 @@ pub async fn run(
         std::future::pending::<()>().await
     };
     tokio::pin!(forwarding);
-    let mut interrupt =
-        signal(SignalKind::interrupt()).map_err(RuntimeError::io("watch", "SIGINT"))?;
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(RuntimeError::io("watch", "SIGTERM"))?;
     let mut kill_at: Option<tokio::time::Instant> = None;
     let status = loop {
         let deadline = async {
@@ -115,6 +117,10 @@ pub async fn run(
             }
         }
     };
+    // The last output, unless something the container left behind holds the pipes open.
+    for copy in copies {
+        let _ = tokio::time::timeout(Duration::from_secs(1), copy).await;
+    }
     // runc exits with the container's status, or 128 + the signal that ended it.
     let code = match status {
         Ok(s) => s
@@ -130,10 +136,12 @@ pub async fn run(
     Ok(code)
 }
 
+/// runc, the container's pid, the bound ports, the tasks copying its output (attached).
 type Started = (
     tokio::process::Child,
     u32,
     Vec<(std::net::TcpListener, crate::forward::PortMap)>,
+    Vec<tokio::task::JoinHandle<()>>,
 );
 
 async fn start(
@@ -208,15 +216,20 @@ async fn start(
     let mut child = command
         .spawn()
         .map_err(RuntimeError::io("start", &runc.binary))?;
-    if attach {
-        let out = child.stdout.take();
-        let err = child.stderr.take();
-        if let Some(out) = out {
-            tokio::spawn(tee(out, tokio::io::stdout(), clone(&log, &log_path)?));
-        }
-        if let Some(err) = err {
-            tokio::spawn(tee(err, tokio::io::stderr(), clone(&log, &log_path)?));
-        }
+    let mut copies = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        copies.push(tokio::spawn(tee(
+            out,
+            tokio::io::stdout(),
+            clone(&log, &log_path)?,
+        )));
+    }
+    if let Some(err) = child.stderr.take() {
+        copies.push(tokio::spawn(tee(
+            err,
+            tokio::io::stderr(),
+            clone(&log, &log_path)?,
+        )));
     }
     // runc writes the pid file once the container exists, before its process starts.
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
@@ -225,7 +238,7 @@ async fn start(
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok())
         {
-            return Ok((child, pid, listeners));
+            return Ok((child, pid, listeners, copies));
         }
         if let Ok(Some(status)) = child.try_wait() {
             let tail = log_tail(&log_path);

@@ -344,15 +344,12 @@ impl Unpacker<'_> {
 
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
         let header: &Header = entry.header();
-        let number = |v: io::Result<u64>, what: &str| {
-            v.map_err(|e| bad(self.layer, format!("bad {what} in a header: {e}")))
-        };
-        let uid = number(header.uid(), "uid")?;
-        let gid = number(header.gid(), "gid")?;
-        let mode = header
-            .mode()
-            .map_err(|e| bad(self.layer, format!("bad mode in a header: {e}")))?;
-        let mtime = number(header.mtime(), "mtime")?;
+        // An empty numeric field is 0, as Go's archive/tar (docker's) reads it.
+        let number = |v: io::Result<u64>| v.unwrap_or(0);
+        let uid = number(header.uid());
+        let gid = number(header.gid());
+        let mode = header.mode().unwrap_or(0o644);
+        let mtime = number(header.mtime());
         let mut meta = Meta {
             uid: u32::try_from(uid).map_err(|_| bad(self.layer, format!("uid {uid} too large")))?,
             gid: u32::try_from(gid).map_err(|_| bad(self.layer, format!("gid {gid} too large")))?,

@@ -319,6 +319,15 @@ fn run_pulls_serves_a_published_port_and_stops() {
         started.elapsed()
     );
 
+    // Each layer was unpacked once, for both containers.
+    let layers = home.home.join(".local/share/berth/containers/layers");
+    let unpacked = std::fs::read_dir(&layers)
+        .expect("layer cache")
+        .flatten()
+        .filter(|e| e.file_name().len() == 64 && e.path().join("diff").is_dir())
+        .count();
+    assert_eq!(unpacked, 3);
+
     // httpd as PID 1 ignores SIGTERM: stop kills it after the grace period.
     let started = Instant::now();
     assert_eq!(home.ok(&["stop", "-t", "1", "web"]).trim(), "web");
@@ -398,6 +407,72 @@ fn foreground_runs_exit_with_the_containers_code() {
     assert!(home.ok(&["ps", "-a"]).contains("Exited (7)"));
     assert_eq!(home.ok(&["logs", "failing"]), "bye\n");
     home.ok(&["rm", "failing"]);
+
+    // Without overlayfs (BERTH_ROOTFS=copy): the layers copied, whiteouts and the opaque
+    // directory applied the same way.
+    let out = home
+        .command(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/sh",
+            &web,
+            "-c",
+            "ls /cache; test ! -e /www/secret.txt && echo no-secret; cat /www/about.txt",
+        ])
+        .env("BERTH_ROOTFS", "copy")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "new\nno-secret\nthree layers\n"
+    );
+
+    // Ctrl-C (SIGINT to berth) stops the container with SIGTERM.
+    let mut child = home
+        .command(&[
+            "run",
+            "--rm",
+            &web,
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 42' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
+    assert_eq!(line, "ready\n");
+    let interrupted = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(42));
+    assert!(interrupted.elapsed() < Duration::from_secs(5));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("read");
+    assert_eq!(rest, "got TERM\n");
+
+    // logs -f follows until the container stops.
+    home.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        &web,
+        "sh",
+        "-c",
+        "echo one; sleep 1; echo two",
+    ]);
+    assert_eq!(home.ok(&["logs", "-f", "talker"]), "one\ntwo\n");
+    home.ok(&["rm", "talker"]);
 
     // A command that is not there: runc's error, and docker's 125-or-above.
     let out = home.run(&["run", "--rm", "--entrypoint", "/no/such", &web]);
