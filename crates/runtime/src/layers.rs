@@ -14,7 +14,9 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use berth_oci::{Descriptor, Digest};
+use std::collections::BTreeSet;
+
+use berth_oci::{Descriptor, Digest, ManifestKind, parse_manifest};
 use berth_store::Store;
 
 use crate::error::{Result, RuntimeError};
@@ -147,8 +149,27 @@ impl LayerCache {
         Ok(())
     }
 
+    /// Removes unpacked layers that neither a container of `containers` nor an image of
+    /// `store` has (after `berth image rm`); returns how many went.
+    pub fn prune(
+        &self,
+        store: &Store,
+        containers: &[crate::containers::Container],
+    ) -> Result<usize> {
+        let mut keep: BTreeSet<String> = containers
+            .iter()
+            .flat_map(|c| c.layers.iter().map(|l| l.hex().to_string()))
+            .collect();
+        for image in store.images()? {
+            for chain_id in image_chain_ids(store, &image.descriptor)? {
+                keep.insert(chain_id.hex().to_string());
+            }
+        }
+        self.remove_unused(&keep)
+    }
+
     /// Removes unpacked layers whose chain ID is not in `keep`; returns how many went.
-    pub fn remove_unused(&self, keep: &std::collections::BTreeSet<String>) -> Result<usize> {
+    fn remove_unused(&self, keep: &BTreeSet<String>) -> Result<usize> {
         let mut removed = 0;
         let Ok(entries) = fs::read_dir(&self.root) else {
             return Ok(0);
@@ -176,5 +197,44 @@ impl LayerCache {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+}
+
+/// The chain IDs of an image's layers (of every platform present, for an index), from its
+/// config in the store; what cannot be read has none.
+pub fn image_chain_ids(store: &Store, desc: &Descriptor) -> Result<Vec<Digest>> {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        rootfs: RootFs,
+    }
+    #[derive(serde::Deserialize)]
+    struct RootFs {
+        diff_ids: Vec<Digest>,
+    }
+    if !store.has_blob(&desc.digest) {
+        return Ok(Vec::new());
+    }
+    let bytes = store.read_blob(&desc.digest)?;
+    let Ok(parsed) = parse_manifest(Some(&desc.media_type), &bytes) else {
+        return Ok(Vec::new());
+    };
+    match parsed.kind {
+        ManifestKind::Index => {
+            let mut all = Vec::new();
+            for child in &parsed.manifests {
+                all.extend(image_chain_ids(store, child)?);
+            }
+            Ok(all)
+        }
+        ManifestKind::Image => {
+            let Some(config) = parsed.config.filter(|c| store.has_blob(&c.digest)) else {
+                return Ok(Vec::new());
+            };
+            let config: Option<Config> =
+                serde_json::from_slice(&store.read_blob(&config.digest)?).ok();
+            Ok(config
+                .map(|c| chain_ids(&c.rootfs.diff_ids))
+                .unwrap_or_default())
+        }
     }
 }

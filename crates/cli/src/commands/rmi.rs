@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use berth_runtime::containers::Containers;
+use berth_runtime::layers::LayerCache;
 
 use crate::context::ClientContext;
 
@@ -80,7 +81,26 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             println!("Deleted: {deleted}");
         }
     }
+    prune_unpacked_layers(&store);
     Ok(code)
+}
+
+/// Unpacked layers (`berth run`'s cache) of images now gone go too, unless a container has
+/// them. A failure here leaves only disk space in use, so it is reported, not fatal.
+fn prune_unpacked_layers(store: &berth_store::Store) {
+    let Ok(root) = Containers::default_root() else {
+        return;
+    };
+    if !root.join("layers").is_dir() {
+        return;
+    }
+    let pruned = Containers::open(root).and_then(|containers| {
+        let cache = LayerCache::new(containers.layers_root());
+        cache.prune(store, &containers.list()?)
+    });
+    if let Err(e) = pruned {
+        eprintln!("Warning: unpacked layers were not pruned: {e}");
+    }
 }
 
 /// The short ID of a container (running or not) made from the image `desc` names, if any.

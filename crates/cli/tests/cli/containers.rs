@@ -349,6 +349,15 @@ fn run_pulls_serves_a_published_port_and_stops() {
     assert!(running.contains("stop it first"), "{running}");
     home.ok(&["rm", "-f", "web2"]);
     assert!(home.ok(&["ps", "-aq"]).trim().is_empty());
+
+    // No container left: image rm takes the image, and its unpacked layers with it.
+    home.ok(&["image", "rm", &web]);
+    let left = std::fs::read_dir(&layers)
+        .expect("layer cache")
+        .flatten()
+        .filter(|e| e.file_name().len() == 64)
+        .count();
+    assert_eq!(left, 0);
 }
 
 #[test]
