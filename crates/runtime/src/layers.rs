@@ -238,3 +238,76 @@ pub fn image_chain_ids(store: &Store, desc: &Descriptor) -> Result<Vec<Digest>> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use berth_store::testing::{layer_tar, put_layer};
+
+    use super::*;
+
+    #[test]
+    fn a_layer_is_unpacked_once_and_checked_against_its_diff_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("store")).expect("store");
+        let cache = LayerCache::new(dir.path().join("layers"));
+        let layer = put_layer(&store, b"layer one").expect("layer");
+        let diff_id = Digest::sha256_of(&layer_tar(b"layer one").expect("tar"));
+        let mut events = Vec::new();
+        let mut report = |e: LayerEvent<'_>| {
+            events.push(match e {
+                LayerEvent::Cached(_) => "cached",
+                LayerEvent::Unpacking(_) => "unpacking",
+                LayerEvent::Unpacked(_) => "unpacked",
+            })
+        };
+
+        // A config that names other content: refused, and nothing is left in the cache.
+        let wrong = Digest::sha256_of(b"something else");
+        let e = cache
+            .prepare(&store, std::slice::from_ref(&layer), &[wrong], &mut report)
+            .expect_err("diff ID mismatch");
+        assert!(matches!(e, RuntimeError::DiffIdMismatch { .. }), "{e}");
+        let left: Vec<_> = fs::read_dir(cache.root())
+            .expect("list")
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().ends_with(".lock"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+
+        let chain = cache
+            .prepare(
+                &store,
+                std::slice::from_ref(&layer),
+                &[diff_id.clone()],
+                &mut report,
+            )
+            .expect("unpack");
+        assert_eq!(chain, vec![diff_id.clone()]);
+        assert_eq!(
+            fs::read(cache.diff_dir(&chain[0]).join("seed.txt")).expect("read"),
+            b"layer one"
+        );
+        cache
+            .prepare(
+                &store,
+                std::slice::from_ref(&layer),
+                &[diff_id],
+                &mut report,
+            )
+            .expect("cached");
+        assert_eq!(events, ["unpacking", "unpacking", "unpacked", "cached"]);
+
+        // No image names it any more (the store has none) and no container: pruned.
+        assert_eq!(cache.prune(&store, &[]).expect("prune"), 1);
+        assert!(!cache.diff_dir(&chain[0]).exists());
+    }
+
+    #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        let chain = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(chain[0], a);
+        assert_eq!(chain[1], Digest::sha256_of(format!("{a} {b}").as_bytes()));
+    }
+}
