@@ -278,7 +278,7 @@ mod tests {
             .prepare(
                 &store,
                 std::slice::from_ref(&layer),
-                &[diff_id.clone()],
+                std::slice::from_ref(&diff_id),
                 &mut report,
             )
             .expect("unpack");
