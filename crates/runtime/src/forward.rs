@@ -208,7 +208,15 @@ pub async fn forward(listeners: Vec<(std::net::TcpListener, PortMap)>, dialer: N
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
-                        let Ok((mut client, peer)) = accepted else { continue };
+                        let (mut client, peer) = match accepted {
+                            Ok(pair) => pair,
+                            Err(e) => {
+                                // Out of descriptors, say: accepting again at once would spin.
+                                tracing::warn!(%map, error = %e, "accept failed");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            }
+                        };
                         let dialer = dialer.clone();
                         connections.spawn(async move {
                             match dialer.dial(map.container_port).await {
