@@ -153,9 +153,16 @@ impl Containers {
         ))
     }
 
+    /// Opens (creating) the containers directory, readable by its owner only: containers'
+    /// output and root filesystems are theirs, not every local user's (docker's is 0710).
     pub fn open(root: impl Into<PathBuf>) -> Result<Containers> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(RuntimeError::io("create", &root))?;
+        if !root.is_dir() {
+            fs::create_dir_all(&root).map_err(RuntimeError::io("create", &root))?;
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+                .map_err(RuntimeError::io("change mode of", &root))?;
+        }
         Ok(Containers { root })
     }
 

@@ -149,20 +149,8 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ResolvedUser> {
     };
     let passwd = read_in_root(rootfs, "etc/passwd")?;
     let groups = read_in_root(rootfs, "etc/group")?;
-    let users: Vec<Vec<&str>> = passwd
-        .as_deref()
-        .unwrap_or("")
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| f.len() >= 7)
-        .collect();
-    let group_rows: Vec<Vec<&str>> = groups
-        .as_deref()
-        .unwrap_or("")
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| f.len() >= 4)
-        .collect();
+    let users = colon_rows(passwd.as_deref(), 7);
+    let group_rows = colon_rows(groups.as_deref(), 4);
     let invalid = |why: &str| RuntimeError::InvalidUser(user.to_string(), why.to_string());
     let who = if who.is_empty() { "0" } else { who };
     let entry = match who.parse::<u32>() {
@@ -216,6 +204,16 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ResolvedUser> {
         additional_gids,
         home,
     })
+}
+
+/// The lines of a `/etc/passwd`-style file split at `:`, those with fewer than `fields` left
+/// out.
+fn colon_rows(text: Option<&str>, fields: usize) -> Vec<Vec<&str>> {
+    text.unwrap_or("")
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= fields)
+        .collect()
 }
 
 /// A small file of the container's root filesystem, its path resolved as if `rootfs` were

@@ -170,22 +170,14 @@ impl Unpacker<'_> {
                 apply(&at, &meta, false)?;
             }
             EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| bad(self.layer, format!("{shown}: bad link: {e}")))?
-                    .ok_or_else(|| bad(self.layer, format!("{shown}: a link to nothing")))?
-                    .into_owned();
+                let target = self.link_target(entry, &shown)?;
                 let at = self.make_room(&rel, &shown, false)?;
                 std::os::unix::fs::symlink(&target, &at)
                     .map_err(RuntimeError::io("create link", &at))?;
                 apply(&at, &meta, true)?;
             }
             EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| bad(self.layer, format!("{shown}: bad link: {e}")))?
-                    .ok_or_else(|| bad(self.layer, format!("{shown}: a link to nothing")))?
-                    .into_owned();
+                let target = self.link_target(entry, &shown)?;
                 self.hard_link(&rel, &target, &shown)?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -215,6 +207,15 @@ impl Unpacker<'_> {
             }
         }
         Ok(())
+    }
+
+    /// What a symbolic or hard link entry names.
+    fn link_target<R: Read>(&self, entry: &tar::Entry<'_, R>, shown: &str) -> Result<PathBuf> {
+        Ok(entry
+            .link_name()
+            .map_err(|e| bad(self.layer, format!("{shown}: bad link: {e}")))?
+            .ok_or_else(|| bad(self.layer, format!("{shown}: a link to nothing")))?
+            .into_owned())
     }
 
     /// Directory modes and times last, innermost first.

@@ -125,3 +125,22 @@ pub fn exec(command: Command) -> anyhow::Result<ExitCode> {
         Command::Load(args) | Command::Image(ImageCommand::Load(args)) => load::exec(args),
     }
 }
+
+/// Applies `f` to each named container, going on past a failure as docker does: each name
+/// done is printed, each error goes to stderr, and the exit code is 1 when any failed.
+fn each_container(
+    keys: &[String],
+    mut f: impl FnMut(&str) -> berth_runtime::Result<()>,
+) -> ExitCode {
+    let mut code = ExitCode::SUCCESS;
+    for key in keys {
+        match f(key) {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    code
+}

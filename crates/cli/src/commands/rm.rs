@@ -4,6 +4,8 @@ use berth_runtime::containers::Containers;
 use berth_runtime::control;
 use berth_runtime::runc::Runc;
 
+use crate::commands::each_container;
+
 /// Remove containers (a running one only with -f).
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  berth rm web\n  berth rm -f web")]
@@ -19,15 +21,7 @@ pub struct Args {
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let containers = Containers::open(Containers::default_root()?)?;
     let runc = Runc::locate(containers.runc_root())?;
-    let mut code = ExitCode::SUCCESS;
-    for key in &args.containers {
-        match control::remove(&containers, &runc, key, args.force) {
-            Ok(_) => println!("{key}"),
-            Err(e) => {
-                eprintln!("Error: {e}");
-                code = ExitCode::FAILURE;
-            }
-        }
-    }
-    Ok(code)
+    Ok(each_container(&args.containers, |key| {
+        control::remove(&containers, &runc, key, args.force).map(|_| ())
+    }))
 }

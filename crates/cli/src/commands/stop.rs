@@ -5,6 +5,8 @@ use berth_runtime::containers::Containers;
 use berth_runtime::control;
 use berth_runtime::runc::Runc;
 
+use crate::commands::each_container;
+
 /// Stop running containers: SIGTERM, then SIGKILL after the grace period.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  berth stop web\n  berth stop -t 0 web db")]
@@ -20,15 +22,7 @@ pub struct Args {
 pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     let containers = Containers::open(Containers::default_root()?)?;
     let runc = Runc::locate(containers.runc_root())?;
-    let mut code = ExitCode::SUCCESS;
-    for key in &args.containers {
-        match control::stop(&containers, &runc, key, Duration::from_secs(args.time)) {
-            Ok(_) => println!("{key}"),
-            Err(e) => {
-                eprintln!("Error: {e}");
-                code = ExitCode::FAILURE;
-            }
-        }
-    }
-    Ok(code)
+    Ok(each_container(&args.containers, |key| {
+        control::stop(&containers, &runc, key, Duration::from_secs(args.time)).map(|_| ())
+    }))
 }

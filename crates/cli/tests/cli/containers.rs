@@ -137,6 +137,31 @@ fn busybox_image(layout: &Layout) -> Value {
     layout.blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).expect("json"))
 }
 
+/// A registry (`berth serve` in a new temporary directory) holding the busybox web image as
+/// `repo_tag`: (the directory, the server, the image's full name).
+fn busybox_in_registry(repo_tag: &str) -> (tempfile::TempDir, Server, String) {
+    runc_installed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"));
+    let src = dir.path().join("layout");
+    let mut layout = Layout::new(&src);
+    let image = busybox_image(&layout);
+    layout.tag(&image, "seed");
+    let name = format!("{}/{repo_tag}", server.addr);
+    push_layout(dir.path(), &src, "seed", &name);
+    (dir, server, name)
+}
+
+/// How many layers the client's layer cache holds unpacked.
+fn unpacked_layers(home: &ClientHome) -> usize {
+    let layers = home.home.join(".local/share/berth/containers/layers");
+    std::fs::read_dir(&layers)
+        .expect("layer cache")
+        .flatten()
+        .filter(|e| e.file_name().len() == 64 && e.path().join("diff").is_dir())
+        .count()
+}
+
 /// A one-layer image whose layer is `tar` (uncompressed); returns its manifest descriptor.
 fn one_layer_image(layout: &Layout, tar: &[u8]) -> Value {
     let l = layout.blob("application/vnd.oci.image.layer.v1.tar", tar);
@@ -203,17 +228,9 @@ fn runc_installed() {
 
 #[test]
 fn run_pulls_serves_a_published_port_and_stops() {
-    runc_installed();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(&dir.path().join("data"));
+    let (dir, _server, web) = busybox_in_registry("team/web:0.1");
     let home = ClientHome::new(&dir.path().join("home"));
     let _cleanup = Cleanup(&home);
-    let src = dir.path().join("layout");
-    let mut layout = Layout::new(&src);
-    let image = busybox_image(&layout);
-    layout.tag(&image, "0.1");
-    let web = format!("{}/team/web:0.1", server.addr);
-    push_layout(dir.path(), &src, "0.1", &web);
 
     // Not local: pulled first, as docker does, with the pull's words on stderr and only the
     // ID on stdout.
@@ -320,13 +337,7 @@ fn run_pulls_serves_a_published_port_and_stops() {
     );
 
     // Each layer was unpacked once, for both containers.
-    let layers = home.home.join(".local/share/berth/containers/layers");
-    let unpacked = std::fs::read_dir(&layers)
-        .expect("layer cache")
-        .flatten()
-        .filter(|e| e.file_name().len() == 64 && e.path().join("diff").is_dir())
-        .count();
-    assert_eq!(unpacked, 3);
+    assert_eq!(unpacked_layers(&home), 3);
 
     // httpd as PID 1 ignores SIGTERM: stop kills it after the grace period.
     let started = Instant::now();
@@ -352,27 +363,14 @@ fn run_pulls_serves_a_published_port_and_stops() {
 
     // No container left: image rm takes the image, and its unpacked layers with it.
     home.ok(&["image", "rm", &web]);
-    let left = std::fs::read_dir(&layers)
-        .expect("layer cache")
-        .flatten()
-        .filter(|e| e.file_name().len() == 64)
-        .count();
-    assert_eq!(left, 0);
+    assert_eq!(unpacked_layers(&home), 0);
 }
 
 #[test]
 fn foreground_runs_exit_with_the_containers_code() {
-    runc_installed();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (dir, server, web) = busybox_in_registry("fg/web:1");
     let home = ClientHome::new(&dir.path().join("home"));
     let _cleanup = Cleanup(&home);
-    let server = Server::start(&dir.path().join("data"));
-    let src = dir.path().join("layout");
-    let mut layout = Layout::new(&src);
-    let image = busybox_image(&layout);
-    layout.tag(&image, "1");
-    let web = format!("{}/fg/web:1", server.addr);
-    push_layout(dir.path(), &src, "1", &web);
     home.ok(&["pull", "-q", &web]);
 
     // COMMAND goes to the entrypoint, which runs it.
