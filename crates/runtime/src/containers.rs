@@ -40,6 +40,9 @@ pub struct Container {
     /// Seconds since the Unix epoch.
     pub created: i64,
     pub ports: Vec<PortMap>,
+    /// The image's ExposedPorts (`80/tcp`), shown by `ps` when not published.
+    #[serde(default)]
+    pub exposed: Vec<String>,
     pub rootfs: RootfsMode,
     /// The chain IDs of its layers, bottom first.
     pub layers: Vec<Digest>,

@@ -98,6 +98,11 @@ pub fn create(
         process,
         created: unix_now(),
         ports: options.ports.clone(),
+        exposed: run_config
+            .exposed_ports
+            .iter()
+            .flat_map(|ports| ports.keys().cloned())
+            .collect(),
         rootfs: RootfsMode::Overlay,
         layers: layers.clone(),
         auto_remove: options.auto_remove,

@@ -30,14 +30,20 @@ impl Runc {
             })
         };
         let binary = binary.ok_or(RuntimeError::RuntimeMissing(wanted))?;
-        let uid = rustix::process::geteuid();
-        if !uid.is_root() {
-            return Err(RuntimeError::NotRoot(uid.as_raw()));
-        }
+        Self::check_root()?;
         Ok(Runc {
             binary,
             root: state_root,
         })
+    }
+
+    /// Containers are run as root (runc's namespaces, mounts and cgroups need it).
+    pub fn check_root() -> Result<()> {
+        let uid = rustix::process::geteuid();
+        if !uid.is_root() {
+            return Err(RuntimeError::NotRoot(uid.as_raw()));
+        }
+        Ok(())
     }
 
     fn command(&self) -> Command {

@@ -52,11 +52,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 command_text(&c.process.args, args.no_trunc),
                 format!("{} ago", human_duration((now - c.created).max(0) as u64)),
                 status_text(c, now),
-                c.ports
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                ports_text(c),
                 c.name.clone(),
             ]
         })
@@ -104,6 +100,21 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         print(&cells);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Published ports, then exposed ones not published, as docker shows them:
+/// `127.0.0.1:8080->80/tcp, 443/tcp`.
+fn ports_text(c: &Container) -> String {
+    let published = c.ports.iter().map(ToString::to_string);
+    let unpublished = c.exposed.iter().filter(|e| {
+        !c.ports
+            .iter()
+            .any(|p| e.as_str() == format!("{}/tcp", p.container_port))
+    });
+    published
+        .chain(unpublished.cloned())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `"httpd -f -p 80"`, cut at 20 characters as docker does.

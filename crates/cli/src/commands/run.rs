@@ -92,6 +92,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(str::parse::<Platform>)
         .transpose()?;
     // What is missing to run anything is said before any pull.
+    Runc::check_root()?;
     let containers = Containers::open(Containers::default_root()?)?;
     let runc = Runc::locate(containers.runc_root())?;
     let store = ctx.store()?;

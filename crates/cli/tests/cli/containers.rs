@@ -467,7 +467,8 @@ fn foreground_runs_exit_with_the_containers_code() {
     stdout.read_to_string(&mut rest).expect("read");
     assert_eq!(rest, "got TERM\n");
 
-    // logs -f follows until the container stops.
+    // logs -f follows until the container stops; ps shows the image's exposed port, not
+    // published.
     home.ok(&[
         "run",
         "-d",
@@ -478,6 +479,12 @@ fn foreground_runs_exit_with_the_containers_code() {
         "-c",
         "echo one; sleep 1; echo two",
     ]);
+    let ps = home.ok(&["ps"]);
+    let line = ps
+        .lines()
+        .find(|l| l.ends_with("talker"))
+        .unwrap_or_else(|| panic!("{ps}"));
+    assert!(line.contains("   80/tcp   "), "{ps}");
     assert_eq!(home.ok(&["logs", "-f", "talker"]), "one\ntwo\n");
     home.ok(&["rm", "talker"]);
 
@@ -493,6 +500,28 @@ fn foreground_runs_exit_with_the_containers_code() {
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));
     assert!(text(&out).contains("is the port taken?"), "{}", text(&out));
     assert!(home.ok(&["ps", "-aq"]).trim().is_empty());
+
+    // No runtime, or not root: said before anything is pulled or created.
+    let out = home
+        .command(&["run", "--rm", &web])
+        .env("BERTH_RUNTIME", "/nonexistent/runc")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out).contains("apt-get install runc"),
+        "{}",
+        text(&out)
+    );
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .args(["run", "--rm", &web])
+        .env("HOME", dir.path().join("nobody"))
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(text(&out).contains("needs root"), "{}", text(&out));
 
     // --pull never with an image that is not local.
     let out = home.run(&[
