@@ -336,6 +336,15 @@ fn run_pulls_serves_a_published_port_and_stops() {
         started.elapsed()
     );
 
+    // Containers' records, output and root filesystems are root's only.
+    let containers_dir = home.home.join(".local/share/berth/containers");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&containers_dir)
+            .expect("containers dir")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700);
+
     // Each layer was unpacked once, for both containers.
     assert_eq!(unpacked_layers(&home), 3);
 
