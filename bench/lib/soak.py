@@ -752,21 +752,21 @@ class Worker(threading.Thread):
                                    headers={"Content-Length": "0"}, want=(202,))
         return location_path(h["location"])
 
-    def bad_content_range(self):
+    def bad_patch(self, kind, content_range):
+        """A PATCH of 100 bytes with `content_range` into a new session, which must answer
+        416 BLOB_UPLOAD_INVALID; the session is cancelled after."""
         loc = self.session()
         try:
-            self.bad("malformed Content-Range", 416, "BLOB_UPLOAD_INVALID", "PATCH", loc, body=b"x" * 100,
-                     headers={"Content-Range": "bytes=zero-ninety-nine"})
+            self.bad(kind, 416, "BLOB_UPLOAD_INVALID", "PATCH", loc, body=b"x" * 100,
+                     headers={"Content-Range": content_range})
         finally:
             self.client.call("upload DELETE", "DELETE", loc, want=(204,))
 
+    def bad_content_range(self):
+        self.bad_patch("malformed Content-Range", "bytes=zero-ninety-nine")
+
     def bad_chunk_order(self):
-        loc = self.session()
-        try:
-            self.bad("chunk out of order", 416, "BLOB_UPLOAD_INVALID", "PATCH", loc, body=b"x" * 100,
-                     headers={"Content-Range": "100-199"})
-        finally:
-            self.client.call("upload DELETE", "DELETE", loc, want=(204,))
+        self.bad_patch("chunk out of order", "100-199")
 
     def big_manifest(self):
         pad = "x" * (MAX_MANIFEST_BYTES + 1 - 200)

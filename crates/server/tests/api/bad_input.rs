@@ -406,12 +406,7 @@ async fn assert_tag_unchanged(
     );
     let r = app.head(&format!("/v2/{repo}/manifests/t")).await;
     assert_eq!(header(&r, "docker-content-digest"), digest, "after {after}");
-    let list: Value = app
-        .get(&format!("/v2/{repo}/tags/list"))
-        .await
-        .json()
-        .await
-        .expect("tags");
+    let list = app.tag_list(repo).await;
     assert_eq!(&list["tags"], tags, "after {after}");
 }
 

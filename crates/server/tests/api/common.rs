@@ -306,6 +306,15 @@ impl TestApp {
         self.send(|| self.req(Method::HEAD, path)).await
     }
 
+    /// The JSON of `GET /v2/<repo>/tags/list`.
+    pub async fn tag_list(&self, repo: &str) -> serde_json::Value {
+        self.get(&format!("/v2/{repo}/tags/list"))
+            .await
+            .json()
+            .await
+            .expect("tags/list JSON")
+    }
+
     /// Pushes a blob in one request; returns its digest.
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let digest = sha256(data);

@@ -314,12 +314,7 @@ async fn manifests_pushed_to_one_tag_at_once_leave_exactly_one_of_them() {
         let r = app.get(&format!("/v2/{repo}/manifests/latest")).await;
         assert!(r.bytes().await.expect("manifest") == served);
     }
-    let tags: serde_json::Value = app
-        .get(&format!("/v2/{repo}/tags/list"))
-        .await
-        .json()
-        .await
-        .expect("tags");
+    let tags = app.tag_list(repo).await;
     assert_eq!(tags, json!({"name": repo, "tags": ["latest"]}));
     // Every manifest pushed is still there by digest, tagged or not.
     for (i, m) in manifests.iter().enumerate() {
@@ -376,12 +371,7 @@ async fn assert_consistent(
             "round {round}: the manifest is there, its tag is not"
         );
     }
-    let tags: serde_json::Value = app
-        .get(&format!("/v2/{repo}/tags/list"))
-        .await
-        .json()
-        .await
-        .expect("tags");
+    let tags = app.tag_list(repo).await;
     let want = if tagged {
         json!(["stable", "t"])
     } else {
