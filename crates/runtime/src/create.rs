@@ -14,6 +14,7 @@ use crate::forward::PortMap;
 use crate::layers::{LayerCache, LayerEvent};
 use crate::rootfs::{Rootfs, RootfsMode, wanted_mode};
 use crate::spec::{ImageRunConfig, RunOverrides, environment, process_args};
+use crate::unpack::UnpackLimit;
 
 /// What `berth run` asks for, apart from the image.
 pub struct CreateOptions {
@@ -47,6 +48,7 @@ pub fn create(
     report: &mut dyn FnMut(LayerEvent<'_>),
 ) -> Result<Container> {
     let bad = |why: String| RuntimeError::BadImage(options.image.clone(), why);
+    let limit = UnpackLimit::from_env()?;
     let bytes = store.read_blob(&manifest.digest)?;
     let parsed = parse_manifest(Some(&manifest.media_type), &bytes)
         .map_err(|e| bad(format!("manifest: {e}")))?;
@@ -61,7 +63,13 @@ pub fn create(
     let run_config = config.config.unwrap_or_default();
 
     let cache = LayerCache::new(containers.layers_root());
-    let layers = cache.prepare(store, &parsed.layers, &config.rootfs.diff_ids, report)?;
+    let layers = cache.prepare(
+        store,
+        &parsed.layers,
+        &config.rootfs.diff_ids,
+        limit,
+        report,
+    )?;
 
     let id = new_id()?;
     let hostname = id[..12].to_string();

@@ -24,6 +24,12 @@ pub enum RuntimeError {
     },
     #[error("layer {layer}: {reason}")]
     BadLayer { layer: Digest, reason: String },
+    /// A layer that unpacks to more than its limit (`BERTH_MAX_UNPACK_SIZE`).
+    #[error(
+        "layer {layer} unpacks to more than {}, its limit: set BERTH_MAX_UNPACK_SIZE to a larger size (such as 20G), or to 0 for no limit",
+        size(*limit)
+    )]
+    LayerTooLarge { layer: Digest, limit: u64 },
     #[error("layer {layer} unpacks to {actual}, but the image config says {expected}")]
     DiffIdMismatch {
         layer: Digest,
@@ -66,6 +72,23 @@ pub enum RuntimeError {
     Store(#[from] berth_store::StoreError),
     #[error("{0}")]
     Other(String),
+}
+
+/// A size as people read it: `1 GiB`, `512 MiB`, else `1.2 GiB (1288490188 bytes)`.
+fn size(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 3] = [("GiB", 30), ("MiB", 20), ("KiB", 10)];
+    for (unit, shift) in UNITS {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    for (unit, shift) in UNITS {
+        if bytes >= 1 << shift {
+            let value = bytes as f64 / (1u64 << shift) as f64;
+            return format!("{value:.1} {unit} ({bytes} bytes)");
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 impl RuntimeError {

@@ -9,7 +9,7 @@
 //! ```
 //! A layer is unpacked once: the first to take its lock unpacks into a `.partial` directory,
 //! checks the diff ID against the image config and renames it into place; the others wait on
-//! the lock and find it there.
+//! the lock and find it there. An unpacking that fails removes its `.partial` directory.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use berth_oci::{Descriptor, Digest, ManifestKind, parse_manifest};
 use berth_store::Store;
 
 use crate::error::{Result, RuntimeError};
-use crate::unpack::unpack_layer;
+use crate::unpack::{UnpackLimit, unpack_layer};
 
 /// The chain IDs of layers with these diff IDs, bottom first.
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
@@ -43,6 +43,35 @@ pub enum LayerEvent<'a> {
     Unpacked(&'a Descriptor),
 }
 
+/// One layer to unpack, with what it is checked against.
+struct Unpack<'a> {
+    layer: &'a Descriptor,
+    diff_id: &'a Digest,
+    chain_id: &'a Digest,
+    lowers: &'a [PathBuf],
+    limit: UnpackLimit,
+}
+
+/// An unpacking's `.partial` directory: removed when dropped, whatever failed on the way,
+/// unless it was renamed into place.
+struct Partial {
+    path: PathBuf,
+    renamed: bool,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if self.renamed {
+            return;
+        }
+        if let Err(e) = fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a failed unpacking");
+        }
+    }
+}
+
 pub struct LayerCache {
     root: PathBuf,
 }
@@ -58,12 +87,14 @@ impl LayerCache {
     }
 
     /// Unpacks, from `store`, the layers of an image that are not unpacked yet. `layers` and
-    /// `diff_ids` come from its manifest and config, bottom first. Returns the chain IDs.
+    /// `diff_ids` come from its manifest and config, bottom first; `limit` bounds what each
+    /// unpacks to. Returns the chain IDs.
     pub fn prepare(
         &self,
         store: &Store,
         layers: &[Descriptor],
         diff_ids: &[Digest],
+        limit: UnpackLimit,
         report: &mut dyn FnMut(LayerEvent<'_>),
     ) -> Result<Vec<Digest>> {
         if layers.len() != diff_ids.len() {
@@ -77,7 +108,14 @@ impl LayerCache {
         let chain = chain_ids(diff_ids);
         for (i, layer) in layers.iter().enumerate() {
             let lowers: Vec<PathBuf> = chain[..i].iter().rev().map(|c| self.diff_dir(c)).collect();
-            self.ensure(store, layer, &diff_ids[i], &chain[i], &lowers, report)?;
+            let unpack = Unpack {
+                layer,
+                diff_id: &diff_ids[i],
+                chain_id: &chain[i],
+                lowers: &lowers,
+                limit,
+            };
+            self.ensure(store, unpack, report)?;
         }
         Ok(chain)
     }
@@ -85,12 +123,16 @@ impl LayerCache {
     fn ensure(
         &self,
         store: &Store,
-        layer: &Descriptor,
-        diff_id: &Digest,
-        chain_id: &Digest,
-        lowers: &[PathBuf],
+        unpack: Unpack<'_>,
         report: &mut dyn FnMut(LayerEvent<'_>),
     ) -> Result<()> {
+        let Unpack {
+            layer,
+            diff_id,
+            chain_id,
+            lowers,
+            limit,
+        } = unpack;
         let done = self.root.join(chain_id.hex());
         if done.join("diff").is_dir() {
             report(LayerEvent::Cached(layer));
@@ -105,22 +147,18 @@ impl LayerCache {
         }
         self.remove_partials(chain_id)?;
         report(LayerEvent::Unpacking(layer));
-        let partial = self
-            .root
-            .join(format!("{}.partial-{}", chain_id.hex(), std::process::id()));
-        let diff = partial.join("diff");
+        let mut partial = Partial {
+            path: self
+                .root
+                .join(format!("{}.partial-{}", chain_id.hex(), std::process::id())),
+            renamed: false,
+        };
+        let diff = partial.path.join("diff");
         fs::create_dir_all(&diff).map_err(RuntimeError::io("create", &diff))?;
         let input = store.open_blob(&layer.digest)?;
-        let unpacked = unpack_layer(&layer.digest, input, &diff, lowers);
-        let actual = match unpacked {
-            Ok(actual) => actual,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&partial);
-                return Err(e);
-            }
-        };
+        let max_size = limit.for_layer(layer.size);
+        let actual = unpack_layer(&layer.digest, input, &diff, lowers, max_size)?;
         if &actual != diff_id {
-            let _ = fs::remove_dir_all(&partial);
             return Err(RuntimeError::DiffIdMismatch {
                 layer: layer.digest.clone(),
                 expected: diff_id.clone(),
@@ -131,7 +169,8 @@ impl LayerCache {
             // A directory without `diff`: what an older crash could leave; never in use.
             fs::remove_dir_all(&done).map_err(RuntimeError::io("remove", &done))?;
         }
-        fs::rename(&partial, &done).map_err(RuntimeError::io("rename", &partial))?;
+        fs::rename(&partial.path, &done).map_err(RuntimeError::io("rename", &partial.path))?;
+        partial.renamed = true;
         report(LayerEvent::Unpacked(layer));
         Ok(())
     }
@@ -264,7 +303,13 @@ mod tests {
         // A config that names other content: refused, and nothing is left in the cache.
         let wrong = Digest::sha256_of(b"something else");
         let e = cache
-            .prepare(&store, std::slice::from_ref(&layer), &[wrong], &mut report)
+            .prepare(
+                &store,
+                std::slice::from_ref(&layer),
+                &[wrong],
+                UnpackLimit::Default,
+                &mut report,
+            )
             .expect_err("diff ID mismatch");
         assert!(matches!(e, RuntimeError::DiffIdMismatch { .. }), "{e}");
         let left: Vec<_> = fs::read_dir(cache.root())
@@ -279,6 +324,7 @@ mod tests {
                 &store,
                 std::slice::from_ref(&layer),
                 std::slice::from_ref(&diff_id),
+                UnpackLimit::Default,
                 &mut report,
             )
             .expect("unpack");
@@ -292,6 +338,7 @@ mod tests {
                 &store,
                 std::slice::from_ref(&layer),
                 &[diff_id],
+                UnpackLimit::Default,
                 &mut report,
             )
             .expect("cached");
@@ -300,6 +347,73 @@ mod tests {
         // No image names it any more (the store has none) and no container: pruned.
         assert_eq!(cache.prune(&store, &[]).expect("prune"), 1);
         assert!(!cache.diff_dir(&chain[0]).exists());
+    }
+
+    #[test]
+    fn a_failed_unpacking_leaves_nothing_in_the_cache() {
+        use std::io::Write;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("store")).expect("store");
+        let cache = LayerCache::new(dir.path().join("layers"));
+        let tar_of = |path: &str, data: &[u8]| {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder
+                .append_data(&mut header, path, data)
+                .expect("append");
+            builder.into_inner().expect("tar")
+        };
+        // 8 MiB of zeros, a few KiB gzipped, under a limit of 1 MiB.
+        let big = tar_of("zeros", &vec![0u8; 8 << 20]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&big).expect("gzip");
+        let big_gz = gz.finish().expect("gzip");
+        // A whiteout through a link: refused half way.
+        let mut evil = tar::Builder::new(Vec::new());
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        evil.append_link(&mut link, "evil", "/").expect("link");
+        let mut evil = evil.into_inner().expect("tar");
+        evil.truncate(evil.len() - 1024);
+        evil.extend_from_slice(&tar_of("evil/.wh.etc", b""));
+
+        for (what, bytes, diff_id, expected) in [
+            (
+                "too large",
+                &big_gz,
+                Digest::sha256_of(&big),
+                "BERTH_MAX_UNPACK_SIZE",
+            ),
+            ("unsafe", &evil, Digest::sha256_of(&evil), "symbolic link"),
+        ] {
+            store.put_blob(bytes).expect("blob");
+            let layer = berth_store::testing::descriptor(
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                bytes,
+            );
+            let e = cache
+                .prepare(
+                    &store,
+                    std::slice::from_ref(&layer),
+                    &[diff_id],
+                    UnpackLimit::Bytes(1 << 20),
+                    &mut |_| {},
+                )
+                .expect_err(what);
+            assert!(e.to_string().contains(expected), "{what}: {e}");
+            let left: Vec<_> = fs::read_dir(cache.root())
+                .expect("list")
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|n| !n.to_string_lossy().ends_with(".lock"))
+                .collect();
+            assert!(left.is_empty(), "{what}: {left:?}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! berth writes no container runtime of its own: runc creates the namespaces and runs the
 //! process; this crate prepares what it needs and supervises it.
 
+mod beneath;
 pub mod containers;
 pub mod control;
 pub mod create;

@@ -3,21 +3,33 @@
 //! opaque directory (`.wh..wh..opq`) gets `trusted.overlay.opaque=y` (image-spec,
 //! layer.md "Whiteouts"; the kernel's overlayfs.rst).
 //!
-//! Nothing lands outside the directory: a path with `..` is refused, and so is any entry whose
-//! parent directories include a symbolic link, since the directory is new and a link in it can
-//! only come from this layer (`evil -> /` and then `evil/etc/x` is the attack). Links
-//! themselves may point anywhere: they are resolved inside the container's root when it runs,
-//! never followed here. A hard link must name a file of this layer or of a layer below.
+//! Nothing lands outside the directory, and nothing outside it changes: a path with `..` is
+//! refused, and so is any entry (a whiteout, an opaque mark included) whose parent directories
+//! include a symbolic link, since the directory is new and a link in it can only come from this
+//! layer (`evil -> /` and then `evil/etc/x` is the attack). Every write goes through directory
+//! descriptors opened from the layer's root without following a link, and owners, modes,
+//! attributes and times are set through descriptors, never by path (beneath.rs): a directory
+//! that a later entry replaced with a link to the host keeps its metadata to itself, as the
+//! link is not followed when directories get theirs at the end. Links themselves may point
+//! anywhere: they are resolved inside the container's root when it runs, never followed here.
+//!
+//! A hard link must name a file of this layer (linked) or of a layer below (made again: only a
+//! regular file is read to be copied; a device node or FIFO is created anew, never opened).
+//! What a layer unpacks to is bounded ([`UnpackLimit`]): a small layer cannot fill the disk.
 
-use std::fs::{self, File, OpenOptions};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use berth_oci::{Digest, DigestHasher};
-use rustix::fs::{FileType, Mode, XattrFlags};
+use rustix::fs::{FileType, Mode};
+use rustix::io::Errno;
 use tar::{EntryType, Header};
 
+use crate::beneath::{self, Meta};
 use crate::error::{Result, RuntimeError};
 
 /// The prefix of a whiteout file name, and the name that makes its directory opaque.
@@ -26,39 +38,123 @@ const OPAQUE: &str = ".wh..wh..opq";
 /// The extended attribute overlayfs reads to hide the lower layers' content of a directory.
 pub(crate) const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
+/// The variable that sets how much one layer may unpack to.
+pub const MAX_UNPACK_SIZE_VAR: &str = "BERTH_MAX_UNPACK_SIZE";
+const GIB: u64 = 1 << 30;
+
+/// How much one layer may unpack to: the bytes of tar read and, apart, the bytes written to
+/// files (each counted in full: a sparse file by its length, a copy of a lower layer's file
+/// too). A layer of a few MiB that inflates to terabytes would fill the host's disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnpackLimit {
+    /// Ten times the layer's compressed size, and at least 1 GiB.
+    #[default]
+    Default,
+    Bytes(u64),
+    Unlimited,
+}
+
+impl UnpackLimit {
+    /// What `BERTH_MAX_UNPACK_SIZE` says: unset or empty for the default, `0` for no limit,
+    /// else bytes with an optional K, M, G (or KiB, MiB, GiB: powers of 1024).
+    pub fn from_env() -> Result<UnpackLimit> {
+        match std::env::var(MAX_UNPACK_SIZE_VAR) {
+            Err(std::env::VarError::NotPresent) => Ok(UnpackLimit::Default),
+            Err(std::env::VarError::NotUnicode(value)) => Err(RuntimeError::Other(format!(
+                "{MAX_UNPACK_SIZE_VAR}={value:?}: not a size"
+            ))),
+            Ok(value) => UnpackLimit::parse(&value).ok_or_else(|| {
+                RuntimeError::Other(format!(
+                    "{MAX_UNPACK_SIZE_VAR}={value:?}: use a size in bytes, with K, M or G \
+                     (KiB, MiB, GiB) if you like, such as 20G; or 0 for no limit"
+                ))
+            }),
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<UnpackLimit> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Some(UnpackLimit::Default);
+        }
+        let digits = value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len());
+        let (number, unit) = value.split_at(digits);
+        let number: u64 = number.parse().ok()?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kib" => 10,
+            "m" | "mib" => 20,
+            "g" | "gib" => 30,
+            _ => return None,
+        };
+        match number.checked_mul(1 << shift)? {
+            0 => Some(UnpackLimit::Unlimited),
+            bytes => Some(UnpackLimit::Bytes(bytes)),
+        }
+    }
+
+    /// The limit for a layer of `compressed` bytes; `None` for no limit.
+    pub fn for_layer(self, compressed: u64) -> Option<u64> {
+        match self {
+            UnpackLimit::Default => Some(compressed.saturating_mul(10).max(GIB)),
+            UnpackLimit::Bytes(bytes) => Some(bytes),
+            UnpackLimit::Unlimited => None,
+        }
+    }
+}
+
 /// Unpacks the layer `digest` read from `input` into `dest` (an empty directory). `lowers` are
-/// the unpacked layers below it, top first, where a hard link may find its target. Returns the
-/// digest of the uncompressed tar: the layer's diff ID, for the caller to check against the
-/// image config.
+/// the unpacked layers below it, top first, where a hard link may find its target. `max_size`
+/// bounds the tar read and, apart, the bytes written ([`UnpackLimit`]). Returns the digest of
+/// the uncompressed tar: the layer's diff ID, for the caller to check against the image config.
 pub fn unpack_layer(
     digest: &Digest,
     input: impl Read,
     dest: &Path,
     lowers: &[PathBuf],
+    max_size: Option<u64>,
 ) -> Result<Digest> {
+    let budget = Budget {
+        limit: max_size,
+        read: Cell::new(0),
+        written: Cell::new(0),
+    };
     let tar = decompressed(digest, input)?;
     let mut archive = tar::Archive::new(Hashing {
         inner: tar,
         hasher: DigestHasher::new(),
+        budget: &budget,
     });
     let mut unpacker = Unpacker {
         layer: digest,
-        root: dest,
-        lowers,
-        directories: Vec::new(),
+        root_path: dest,
+        root: beneath::open_root(dest)?,
+        lowers: lowers
+            .iter()
+            .map(|l| Ok((l.clone(), beneath::open_root(l)?)))
+            .collect::<Result<_>>()?,
+        directories: BTreeMap::new(),
+        budget: &budget,
     };
     let entries = archive
         .entries()
-        .map_err(|e| bad(digest, format!("not a tar archive: {e}")))?;
+        .map_err(|e| unpacker.stream_error("not a tar archive", e))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| bad(digest, format!("damaged tar archive: {e}")))?;
+        let mut entry = entry.map_err(|e| unpacker.stream_error("damaged tar archive", e))?;
         unpacker.entry(&mut entry)?;
     }
     unpacker.finish()?;
     // The diff ID covers the whole stream, the end-of-archive blocks and any padding included.
     let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink())
-        .map_err(|e| bad(digest, format!("damaged tar archive: {e}")))?;
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| {
+        if budget.exceeded() {
+            budget.error(digest)
+        } else {
+            bad(digest, format!("damaged tar archive: {e}"))
+        }
+    })?;
     Ok(rest.hasher.finish())
 }
 
@@ -80,36 +176,80 @@ fn decompressed<'a>(digest: &Digest, input: impl Read + 'a) -> Result<Box<dyn Re
     Ok(Box::new(input))
 }
 
-/// Hashes what is read through it.
-struct Hashing<R> {
-    inner: R,
-    hasher: DigestHasher,
+/// What one layer has unpacked so far, against its limit.
+struct Budget {
+    limit: Option<u64>,
+    /// Bytes of uncompressed tar read.
+    read: Cell<u64>,
+    /// Bytes written to files.
+    written: Cell<u64>,
 }
 
-impl<R: Read> Read for Hashing<R> {
+impl Budget {
+    fn exceeded(&self) -> bool {
+        self.limit
+            .is_some_and(|limit| self.read.get() > limit || self.written.get() > limit)
+    }
+
+    /// Counts `n` more bytes written; refuses them if they would pass the limit.
+    fn write(&self, layer: &Digest, n: u64) -> Result<()> {
+        let total = self.written.get().saturating_add(n);
+        self.written.set(total);
+        if self.exceeded() {
+            return Err(self.error(layer));
+        }
+        Ok(())
+    }
+
+    fn error(&self, layer: &Digest) -> RuntimeError {
+        RuntimeError::LayerTooLarge {
+            layer: layer.clone(),
+            limit: self.limit.unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// Hashes and counts what is read through it; fails once more than the limit was read.
+struct Hashing<'a, R> {
+    inner: R,
+    hasher: DigestHasher,
+    budget: &'a Budget,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        let read = &self.budget.read;
+        read.set(read.get().saturating_add(n as u64));
+        if self.budget.exceeded() {
+            return Err(io::Error::other("the layer unpacks to more than its limit"));
+        }
         Ok(n)
     }
 }
 
 struct Unpacker<'a> {
     layer: &'a Digest,
-    root: &'a Path,
-    lowers: &'a [PathBuf],
+    /// The layer's directory, for messages; everything is written through `root`.
+    root_path: &'a Path,
+    root: OwnedFd,
+    lowers: Vec<(PathBuf, OwnedFd)>,
     /// Directories with their metadata, applied at the end: a read-only mode or an mtime set
-    /// at once would be undone, or refuse, by the entries written into them.
-    directories: Vec<(PathBuf, Meta)>,
+    /// at once would be undone, or refuse, by the entries written into them. The last entry
+    /// of a path wins.
+    directories: BTreeMap<PathBuf, Meta>,
+    budget: &'a Budget,
 }
 
-/// What a tar header says of an entry's ownership, mode, time and extended attributes.
-struct Meta {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    mtime: i64,
-    xattrs: Vec<(String, Vec<u8>)>,
+/// Where a hard link's target was found.
+enum Found {
+    /// In this layer or a lower one: its directory, opened without following links, and its
+    /// own status (not followed).
+    At(OwnedFd, rustix::fs::Stat),
+    /// Deleted by a whiteout: no layer below counts.
+    WhitedOut,
+    Absent,
 }
 
 impl Unpacker<'_> {
@@ -123,24 +263,26 @@ impl Unpacker<'_> {
         let kind = entry.header().entry_type();
         let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name == OPAQUE {
-            let dir = rel.parent().unwrap_or(Path::new(""));
-            let at = self.directory(dir, &shown)?;
-            return set_xattr(&at, OPAQUE_XATTR, b"y");
+            // The directory it marks must be one: created if missing, never a link replaced.
+            let dir = self.directory_beneath(rel.parent().unwrap_or(Path::new("")), &shown)?;
+            let set =
+                rustix::fs::fsetxattr(&dir, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty());
+            return set.map_err(|e| RuntimeError::io("mark opaque", self.at(&rel))(e.into()));
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT) {
             if hidden.is_empty() || hidden == "." || hidden == ".." {
                 return Err(self.refuse(&shown, "a whiteout of no file"));
             }
             let target = rel.with_file_name(hidden);
-            let at = self.make_room(&target, &shown, false)?;
+            let (dir, hidden) = self.make_room(&target, &shown, false)?;
             return rustix::fs::mknodat(
-                rustix::fs::CWD,
-                &at,
+                &dir,
+                hidden,
                 FileType::CharacterDevice,
                 Mode::empty(),
                 rustix::fs::makedev(0, 0),
             )
-            .map_err(|e| RuntimeError::io("create whiteout", &at)(e.into()));
+            .map_err(|e| RuntimeError::io("create whiteout", self.at(&target))(e.into()));
         }
         let meta = self.meta(entry)?;
         if rel.as_os_str().is_empty() {
@@ -150,38 +292,45 @@ impl Unpacker<'_> {
                 _ => Err(self.refuse(&shown, "names the root itself")),
             };
         }
+        let at = self.at(&rel);
         match kind {
             EntryType::Directory => {
-                let at = self.directory(&rel, &shown)?;
-                self.directories.push((at, meta));
+                let (dir, name) = self.make_room(&rel, &shown, true)?;
+                if beneath::stat_at(dir.as_fd(), name)
+                    .map_err(RuntimeError::io("read", &at))?
+                    .is_none()
+                {
+                    rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700))
+                        .map_err(|e| RuntimeError::io("create directory", &at)(e.into()))?;
+                }
+                self.directories.insert(rel, meta);
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let at = self.make_room(&rel, &shown, false)?;
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                    .open(&at)
+                let (dir, name) = self.make_room(&rel, &shown, false)?;
+                let mut file = beneath::create_file(dir.as_fd(), name)
                     .map_err(RuntimeError::io("create", &at))?;
-                io::copy(entry, &mut file)
-                    .map_err(|e| bad(self.layer, format!("{shown}: cannot read: {e}")))?;
-                drop(file);
-                apply(&at, &meta, false)?;
+                beneath::copy(
+                    entry,
+                    &mut file,
+                    &mut |n| self.budget.write(self.layer, n),
+                    &|e| self.stream_error(&format!("{shown}: cannot read"), e),
+                    &at,
+                )?;
+                beneath::apply(file.as_fd(), &meta, &at)?;
             }
             EntryType::Symlink => {
                 let target = self.link_target(entry, &shown)?;
-                let at = self.make_room(&rel, &shown, false)?;
-                std::os::unix::fs::symlink(&target, &at)
-                    .map_err(RuntimeError::io("create link", &at))?;
-                apply(&at, &meta, true)?;
+                let (dir, name) = self.make_room(&rel, &shown, false)?;
+                rustix::fs::symlinkat(&target, &dir, name)
+                    .map_err(|e| RuntimeError::io("create link", &at)(e.into()))?;
+                beneath::apply_at(dir.as_fd(), name, &meta, &at)?;
             }
             EntryType::Link => {
                 let target = self.link_target(entry, &shown)?;
                 self.hard_link(&rel, &target, &shown)?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let at = self.make_room(&rel, &shown, false)?;
+                let (dir, name) = self.make_room(&rel, &shown, false)?;
                 let header = entry.header();
                 let file_type = match kind {
                     EntryType::Char => FileType::CharacterDevice,
@@ -191,14 +340,14 @@ impl Unpacker<'_> {
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
                 rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    &at,
+                    &dir,
+                    name,
                     file_type,
                     Mode::from_raw_mode(meta.mode & 0o7777),
                     rustix::fs::makedev(major, minor),
                 )
                 .map_err(|e| RuntimeError::io("create device", &at)(e.into()))?;
-                apply(&at, &meta, false)?;
+                beneath::apply_at(dir.as_fd(), name, &meta, &at)?;
             }
             // pax and GNU long-name headers are read by the tar crate itself; anything else
             // (a volume label, a GNU multi-volume part) carries no file.
@@ -218,10 +367,21 @@ impl Unpacker<'_> {
             .into_owned())
     }
 
-    /// Directory modes and times last, innermost first.
+    /// Directory modes, owners, attributes and times last, deepest first. Each directory is
+    /// opened again from the root without following a link: one that a later entry replaced
+    /// (by a link, a file) is not a directory of this layer any more and is left alone.
     fn finish(&mut self) -> Result<()> {
-        for (at, meta) in self.directories.drain(..).rev() {
-            apply(&at, &meta, false)?;
+        let mut directories: Vec<_> = std::mem::take(&mut self.directories).into_iter().collect();
+        directories.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
+        for (rel, meta) in directories {
+            let at = self.at(&rel);
+            match beneath::open_dir(self.root.as_fd(), &rel) {
+                Ok(dir) => beneath::apply(dir.as_fd(), &meta, &at)?,
+                Err(e) if beneath::not_a_plain_directory(&e) => {
+                    tracing::debug!(layer = %self.layer, path = %rel.display(), "replaced: not a directory any more");
+                }
+                Err(e) => return Err(RuntimeError::io("open directory", at)(e)),
+            }
         }
         Ok(())
     }
@@ -242,105 +402,181 @@ impl Unpacker<'_> {
         Ok(rel)
     }
 
-    /// Creates the parents of `rel` that are missing; refuses a parent that is a link or not
-    /// a directory. Returns where `rel` itself goes.
-    fn parents(&self, rel: &Path, shown: &str) -> Result<PathBuf> {
-        let mut at = self.root.to_path_buf();
-        let Some(parent) = rel.parent() else {
-            return Ok(at);
-        };
-        for part in parent.components() {
-            at.push(part);
-            match fs::symlink_metadata(&at) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(self.refuse(shown, "it goes through a symbolic link"));
-                }
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => return Err(self.refuse(shown, "a parent is not a directory")),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&at).map_err(RuntimeError::io("create directory", &at))?;
-                }
-                Err(e) => return Err(RuntimeError::io("read", &at)(e)),
-            }
+    /// The directory `rel` (the root when empty), opened beneath the root without following a
+    /// link; directories missing on the way are created. A link or a file on the way is
+    /// refused.
+    fn directory_beneath(&self, rel: &Path, shown: &str) -> Result<OwnedFd> {
+        // Most entries go where an earlier one made the way: one openat2.
+        if let Ok(dir) = beneath::open_dir(self.root.as_fd(), rel) {
+            return Ok(dir);
         }
-        Ok(self.root.join(rel))
+        let mut here = beneath::walk(self.root.as_fd(), Path::new(""))
+            .map_err(RuntimeError::io("open directory", self.root_path))?;
+        let mut walked = PathBuf::new();
+        for part in rel.components() {
+            let Component::Normal(part) = part else {
+                return Err(self.refuse(shown, "not a plain path"));
+            };
+            walked.push(part);
+            let next = match beneath::walk(here.as_fd(), Path::new(part)) {
+                Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+                    rustix::fs::mkdirat(&here, part, Mode::from_raw_mode(0o755)).map_err(|e| {
+                        RuntimeError::io("create directory", self.at(&walked))(e.into())
+                    })?;
+                    beneath::walk(here.as_fd(), Path::new(part))
+                }
+                other => other,
+            };
+            here = match next {
+                Ok(dir) => dir,
+                Err(e) if beneath::not_a_plain_directory(&e) => {
+                    let st = beneath::stat_at(here.as_fd(), part)
+                        .map_err(RuntimeError::io("read", self.at(&walked)))?;
+                    return Err(match st.map(|st| beneath::kind(&st)) {
+                        Some(FileType::Symlink) => {
+                            self.refuse(shown, "it goes through a symbolic link")
+                        }
+                        _ => self.refuse(shown, "a parent is not a directory"),
+                    });
+                }
+                Err(e) => return Err(RuntimeError::io("open directory", self.at(&walked))(e)),
+            };
+        }
+        Ok(here)
     }
 
     /// Makes way for a new entry at `rel`: what this layer put there before goes, as a later
-    /// tar entry replaces an earlier one. A directory stays when `keep_directory`.
-    fn make_room(&self, rel: &Path, shown: &str, keep_directory: bool) -> Result<PathBuf> {
-        if rel.as_os_str().is_empty() {
+    /// tar entry replaces an earlier one (a directory stays when `keep_directory`). Returns the
+    /// directory the entry goes in, and its name there.
+    fn make_room<'r>(
+        &self,
+        rel: &'r Path,
+        shown: &str,
+        keep_directory: bool,
+    ) -> Result<(OwnedFd, &'r OsStr)> {
+        let Some(name) = rel.file_name() else {
             return Err(self.refuse(shown, "names the root itself"));
-        }
-        let at = self.parents(rel, shown)?;
-        match fs::symlink_metadata(&at) {
-            Ok(m) if m.is_dir() && keep_directory => {}
-            Ok(m) if m.is_dir() => {
-                fs::remove_dir_all(&at).map_err(RuntimeError::io("remove", &at))?;
+        };
+        let dir = self.directory_beneath(rel.parent().unwrap_or(Path::new("")), shown)?;
+        let at = self.at(rel);
+        let existing =
+            beneath::stat_at(dir.as_fd(), name).map_err(RuntimeError::io("read", &at))?;
+        match existing {
+            Some(st) if keep_directory && beneath::kind(&st) == FileType::Directory => {}
+            Some(_) => {
+                beneath::remove(dir.as_fd(), name).map_err(RuntimeError::io("remove", &at))?
             }
-            Ok(_) => fs::remove_file(&at).map_err(RuntimeError::io("remove", &at))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(RuntimeError::io("read", &at)(e)),
+            None => {}
         }
-        Ok(at)
+        Ok((dir, name))
     }
 
-    /// The directory `rel`, created when missing (the root when `rel` is empty).
-    fn directory(&self, rel: &Path, shown: &str) -> Result<PathBuf> {
-        if rel.as_os_str().is_empty() {
-            return Ok(self.root.to_path_buf());
-        }
-        let at = self.make_room(rel, shown, true)?;
-        if !at.is_dir() {
-            fs::create_dir(&at).map_err(RuntimeError::io("create directory", &at))?;
-        }
-        Ok(at)
-    }
-
-    /// A hard link at `rel` to `target`, a file this layer wrote earlier or, failing that, one
-    /// of a lower layer (copied: layers are separate directories).
+    /// A hard link at `rel` to `target`: a file this layer wrote earlier is linked; one of a
+    /// lower layer (layers are separate directories) is made again, and only a regular file is
+    /// ever read to be copied: a device node or a FIFO is created anew from its type, number
+    /// and mode (never opened), a symbolic link from its target; a directory is refused.
     fn hard_link(&self, rel: &Path, target: &Path, shown: &str) -> Result<()> {
         let target_rel = self.clean(target, shown)?;
         if target_rel.as_os_str().is_empty() {
             return Err(self.refuse(shown, "a hard link to the root"));
         }
-        let here = self.inside(self.root, &target_rel);
-        let at = self.make_room(rel, shown, false)?;
-        if let Some(source) = here {
-            if source == at {
-                return Err(self.refuse(shown, "a hard link to itself"));
-            }
-            return fs::hard_link(&source, &at).map_err(RuntimeError::io("link", &at));
+        if target_rel == rel {
+            return Err(self.refuse(shown, "a hard link to itself"));
         }
-        for lower in self.lowers {
-            if let Some(source) = self.inside(lower, &target_rel) {
-                return copy_file(&source, &at);
+        let at = self.at(rel);
+        let target_name = target_rel.file_name().unwrap_or_default();
+        let mut found = self.find(self.root.as_fd(), &target_rel)?;
+        let mut lower = None;
+        if matches!(found, Found::Absent) {
+            for (path, fd) in &self.lowers {
+                found = self.find(fd.as_fd(), &target_rel)?;
+                if !matches!(found, Found::Absent) {
+                    lower = Some(path);
+                    break;
+                }
             }
         }
-        Err(bad(
-            self.layer,
-            format!(
-                "{shown}: a hard link to {}, which no layer has",
-                target.display()
-            ),
-        ))
+        let Found::At(source_dir, st) = found else {
+            return Err(bad(
+                self.layer,
+                format!(
+                    "{shown}: a hard link to {}, which no layer has",
+                    target.display()
+                ),
+            ));
+        };
+        let kind = beneath::kind(&st);
+        if kind == FileType::Directory {
+            return Err(self.refuse(shown, "a hard link to a directory"));
+        }
+        let (dir, name) = self.make_room(rel, shown, false)?;
+        let Some(lower) = lower else {
+            // This layer's own file: the same inode, whatever its kind (nothing is opened).
+            return rustix::fs::linkat(
+                &source_dir,
+                target_name,
+                &dir,
+                name,
+                rustix::fs::AtFlags::empty(),
+            )
+            .map_err(|e| RuntimeError::io("link", &at)(e.into()));
+        };
+        let source = lower.join(&target_rel);
+        let meta = Meta::of(&st);
+        match kind {
+            FileType::RegularFile => {
+                let (mut input, st) = beneath::open_regular(source_dir.as_fd(), target_name)
+                    .map_err(RuntimeError::io("open", &source))?;
+                let mut output = beneath::create_file(dir.as_fd(), name)
+                    .map_err(RuntimeError::io("create", &at))?;
+                beneath::copy(
+                    &mut input,
+                    &mut output,
+                    &mut |n| self.budget.write(self.layer, n),
+                    &|e| RuntimeError::io("read", &source)(e),
+                    &at,
+                )?;
+                beneath::apply(output.as_fd(), &Meta::of(&st), &at)
+            }
+            FileType::Symlink => {
+                let link = rustix::fs::readlinkat(&source_dir, target_name, Vec::new())
+                    .map_err(|e| RuntimeError::io("read link", &source)(e.into()))?;
+                rustix::fs::symlinkat(link.as_c_str(), &dir, name)
+                    .map_err(|e| RuntimeError::io("create link", &at)(e.into()))?;
+                beneath::apply_at(dir.as_fd(), name, &meta, &at)
+            }
+            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
+                rustix::fs::mknodat(
+                    &dir,
+                    name,
+                    kind,
+                    Mode::from_raw_mode(st.st_mode & 0o7777),
+                    st.st_rdev,
+                )
+                .map_err(|e| RuntimeError::io("create device", &at)(e.into()))?;
+                beneath::apply_at(dir.as_fd(), name, &meta, &at)
+            }
+            _ => Err(self.refuse(shown, "a hard link to a socket")),
+        }
     }
 
-    /// `root/rel` when it exists, is not a directory, and no directory on the way is a link.
-    fn inside(&self, root: &Path, rel: &Path) -> Option<PathBuf> {
-        let mut at = root.to_path_buf();
+    /// `rel` in the layer directory `root`: found when no directory on the way is a link.
+    fn find(&self, root: BorrowedFd<'_>, rel: &Path) -> Result<Found> {
         let parent = rel.parent().unwrap_or(Path::new(""));
-        for part in parent.components() {
-            at.push(part);
-            let m = fs::symlink_metadata(&at).ok()?;
-            if !m.is_dir() {
-                return None;
-            }
+        let Some(name) = rel.file_name() else {
+            return Ok(Found::Absent);
+        };
+        let dir = match beneath::open_dir(root, parent) {
+            Ok(dir) => dir,
+            Err(e) if beneath::not_a_plain_directory(&e) => return Ok(Found::Absent),
+            Err(e) => return Err(RuntimeError::io("open directory", self.at(parent))(e)),
+        };
+        match beneath::stat_at(dir.as_fd(), name) {
+            Ok(Some(st)) if beneath::is_whiteout(&st) => Ok(Found::WhitedOut),
+            Ok(Some(st)) => Ok(Found::At(dir, st)),
+            Ok(None) => Ok(Found::Absent),
+            Err(e) => Err(RuntimeError::io("read", self.at(rel))(e)),
         }
-        let at = root.join(rel);
-        let m = fs::symlink_metadata(&at).ok()?;
-        let whiteout = m.file_type().is_char_device() && m.rdev() == 0;
-        (!m.is_dir() && !whiteout).then_some(at)
     }
 
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
@@ -386,6 +622,20 @@ impl Unpacker<'_> {
         Ok(meta)
     }
 
+    /// An error reading the tar stream: the size limit when it was passed (the reader fails
+    /// then), else a damaged archive.
+    fn stream_error(&self, what: &str, e: io::Error) -> RuntimeError {
+        if self.budget.exceeded() {
+            return self.budget.error(self.layer);
+        }
+        bad(self.layer, format!("{what}: {e}"))
+    }
+
+    /// Where `rel` is, for messages.
+    fn at(&self, rel: &Path) -> PathBuf {
+        self.root_path.join(rel)
+    }
+
     fn refuse(&self, entry: &str, reason: &'static str) -> RuntimeError {
         RuntimeError::UnsafeEntry {
             layer: self.layer.clone(),
@@ -400,61 +650,6 @@ fn bad(layer: &Digest, reason: String) -> RuntimeError {
         layer: layer.clone(),
         reason,
     }
-}
-
-/// Ownership, then mode (a change of owner clears set-user-ID bits), then extended
-/// attributes and times.
-fn apply(at: &Path, meta: &Meta, symlink: bool) -> Result<()> {
-    std::os::unix::fs::lchown(at, Some(meta.uid), Some(meta.gid))
-        .map_err(RuntimeError::io("change owner of", at))?;
-    if !symlink {
-        fs::set_permissions(at, fs::Permissions::from_mode(meta.mode & 0o7777))
-            .map_err(RuntimeError::io("change mode of", at))?;
-    }
-    for (name, value) in &meta.xattrs {
-        set_xattr(at, name, value)?;
-    }
-    let time = filetime::FileTime::from_unix_time(meta.mtime, 0);
-    filetime::set_symlink_file_times(at, time, time).map_err(RuntimeError::io("set time of", at))
-}
-
-/// Sets an extended attribute on `at` itself (not what it links to). Attributes the
-/// filesystem does not take are skipped, as docker skips them.
-pub(crate) fn set_xattr(at: &Path, name: &str, value: &[u8]) -> Result<()> {
-    match rustix::fs::lsetxattr(at, name, value, XattrFlags::empty()) {
-        Ok(()) => Ok(()),
-        Err(e) if e == rustix::io::Errno::OPNOTSUPP && name != OPAQUE_XATTR => {
-            tracing::debug!(path = %at.display(), xattr = name, "extended attribute not supported");
-            Ok(())
-        }
-        Err(e) => Err(RuntimeError::io("set extended attribute of", at)(e.into())),
-    }
-}
-
-/// Copies a regular file with its owner, mode and times (no link is followed).
-pub(crate) fn copy_file(source: &Path, at: &Path) -> Result<()> {
-    let mut input = OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(source)
-        .map_err(RuntimeError::io("open", source))?;
-    let m = input.metadata().map_err(RuntimeError::io("read", source))?;
-    let mut output: File = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(at)
-        .map_err(RuntimeError::io("create", at))?;
-    io::copy(&mut input, &mut output).map_err(RuntimeError::io("copy to", at))?;
-    drop(output);
-    let meta = Meta {
-        uid: m.uid(),
-        gid: m.gid(),
-        mode: m.mode(),
-        mtime: m.mtime(),
-        xattrs: Vec::new(),
-    };
-    apply(at, &meta, false)
 }
 
 #[cfg(test)]
