@@ -164,18 +164,27 @@ fn unpacked_layers(home: &ClientHome) -> usize {
 
 /// A one-layer image whose layer is `tar` (uncompressed); returns its manifest descriptor.
 fn one_layer_image(layout: &Layout, tar: &[u8]) -> Value {
-    let l = layout.blob("application/vnd.oci.image.layer.v1.tar", tar);
+    image_of_layers(layout, &[tar], &[sha256(tar)])
+}
+
+/// An image of these layers (uncompressed tars, bottom first) whose config names `diff_ids`;
+/// returns its manifest descriptor.
+fn image_of_layers(layout: &Layout, tars: &[&[u8]], diff_ids: &[String]) -> Value {
+    let layers: Vec<Value> = tars
+        .iter()
+        .map(|tar| layout.blob("application/vnd.oci.image.layer.v1.tar", tar))
+        .collect();
     let config = json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Cmd": ["/x"]},
-        "rootfs": {"type": "layers", "diff_ids": [sha256(tar)]}
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}
     });
     let config = layout.blob(
         "application/vnd.oci.image.config.v1+json",
         &serde_json::to_vec(&config).expect("json"),
     );
     let manifest =
-        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [l]});
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers});
     layout.blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).expect("json"))
 }
 
@@ -589,4 +598,288 @@ fn a_malicious_layer_is_refused_and_writes_nothing_outside() {
         assert!(!dir.path().join(x).exists());
     }
     assert!(!Path::new("/x").exists());
+}
+
+/// Runs `cmd` to its end, or kills it after `limit`: a hang fails the test instead of stalling
+/// the run.
+fn output_within(cmd: &mut std::process::Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("{cmd:?} hung for {limit:?}: {}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// What no layer may change of a host file: mode, owner, modification time and the names of
+/// its extended attributes.
+fn host_state(paths: &[&Path]) -> Vec<(u32, u32, u32, i64, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    paths
+        .iter()
+        .map(|p| {
+            let m = std::fs::symlink_metadata(p).expect("stat");
+            let mut names = [0u8; 1024];
+            let n = rustix::fs::llistxattr(*p, &mut names[..]).expect("xattrs");
+            (m.mode(), m.uid(), m.gid(), m.mtime(), names[..n].to_vec())
+        })
+        .collect()
+}
+
+/// A tar entry of an attack layer: a directory (mode, owner, pax extended attributes), a
+/// symbolic or hard link, a device node or a FIFO.
+fn attack_entry(
+    tar: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u64,
+    link: &str,
+    xattrs: &[(&str, &[u8])],
+) {
+    if !xattrs.is_empty() {
+        tar.append_pax_extensions(xattrs.iter().copied())
+            .expect("pax");
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(uid);
+    h.set_gid(uid);
+    h.set_mtime(1_700_000_000);
+    h.set_size(0);
+    if kind == tar::EntryType::Block {
+        h.set_device_major(7).expect("major");
+        h.set_device_minor(0).expect("minor");
+    }
+    if link.is_empty() {
+        tar.append_data(&mut h, path, std::io::empty())
+            .expect("entry");
+    } else {
+        tar.append_link(&mut h, path, link).expect("link");
+    }
+}
+
+#[test]
+fn layers_cannot_change_or_read_the_host_through_links_in_either_root_filesystem_mode() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use tar::EntryType::{Block, Directory, Fifo, Link, Symlink};
+
+    runc_installed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"));
+    let outside = dir.path().join("outside");
+    let (host_file, host_dir) = (outside.join("host-file"), outside.join("host-dir"));
+    let host_child = host_dir.join("dir");
+    std::fs::create_dir_all(&host_child).expect("mkdir");
+    std::fs::write(&host_file, b"host").expect("write");
+    std::fs::set_permissions(&host_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(&host_child, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let old = rustix::fs::Timespec {
+        tv_sec: 1_600_000_000,
+        tv_nsec: 0,
+    };
+    for p in [&host_file, &host_child, &host_dir] {
+        let times = rustix::fs::Timestamps {
+            last_access: old,
+            last_modification: old,
+        };
+        rustix::fs::utimensat(rustix::fs::CWD, p, &times, rustix::fs::AtFlags::empty())
+            .expect("times");
+    }
+    let watched = [
+        host_file.as_path(),
+        host_dir.as_path(),
+        host_child.as_path(),
+    ];
+    let before = host_state(&watched);
+    // From anywhere in the layer cache or a container's root filesystem, this many `..` reach /.
+    let relative = |p: &Path| {
+        format!(
+            "{}{}",
+            "../".repeat(40),
+            p.display().to_string().trim_start_matches('/')
+        )
+    };
+    let (file_abs, dir_abs) = (
+        host_file.display().to_string(),
+        host_dir.display().to_string(),
+    );
+    let (file_rel, dir_rel) = (relative(&host_file), relative(&host_dir));
+
+    // A: a set-user-ID directory then a link in its place (to the host file); a directory of
+    // uid 4242 with an extended attribute under a directory then replaced by a link to the host
+    // directory. Absolute and relative links.
+    let mut a = tar::Builder::new(Vec::new());
+    let pwned: &[(&str, &[u8])] = &[("SCHILY.xattr.user.pwned", b"yes")];
+    for (top, file_target, dir_target) in [("", &file_abs, &dir_abs), ("r", &file_rel, &dir_rel)] {
+        let d = format!("{top}d");
+        attack_entry(&mut a, &format!("{d}/"), Directory, 0o4777, 0, "", &[]);
+        attack_entry(&mut a, &d, Symlink, 0o777, 0, file_target, &[]);
+        let up = format!("{top}a");
+        attack_entry(&mut a, &format!("{up}/"), Directory, 0o755, 0, "", &[]);
+        attack_entry(
+            &mut a,
+            &format!("{up}/dir/"),
+            Directory,
+            0o777,
+            4242,
+            "",
+            pwned,
+        );
+        attack_entry(&mut a, &up, Symlink, 0o777, 0, dir_target, &[]);
+    }
+    let a = a.into_inner().expect("tar");
+    // B: a lower layer with a block device (7:0, a loop device) and a FIFO; hard links to them
+    // in the next layer.
+    let mut nodes = tar::Builder::new(Vec::new());
+    attack_entry(&mut nodes, "dev/loop", Block, 0o660, 0, "", &[]);
+    attack_entry(&mut nodes, "run/pipe", Fifo, 0o600, 0, "", &[]);
+    let nodes = nodes.into_inner().expect("tar");
+    let mut links = tar::Builder::new(Vec::new());
+    attack_entry(&mut links, "dev/copy", Link, 0o660, 0, "dev/loop", &[]);
+    attack_entry(&mut links, "run/copy", Link, 0o600, 0, "run/pipe", &[]);
+    let links = links.into_inner().expect("tar");
+
+    let src = dir.path().join("layout");
+    let mut layout = Layout::new(&src);
+    let images = [
+        ("links", image_of_layers(&layout, &[&a], &[sha256(&a)])),
+        // The same layer with a config that names other content: the diff ID is known only
+        // once the layer is read, after unpacking.
+        (
+            "bad-diff-id",
+            image_of_layers(&layout, &[&a], &[sha256(b"other")]),
+        ),
+        (
+            "devices",
+            image_of_layers(
+                &layout,
+                &[&nodes, &links],
+                &[sha256(&nodes), sha256(&links)],
+            ),
+        ),
+    ];
+    let mut names = Vec::new();
+    for (tag, image) in &images {
+        layout.tag(image, tag);
+        let name = format!("{}/attack/{tag}:1", server.addr);
+        push_layout(dir.path(), &src, tag, &name);
+        names.push((*tag, name));
+    }
+
+    for mode in ["overlay", "copy"] {
+        let home = ClientHome::new(&dir.path().join(format!("home-{mode}")));
+        let _cleanup = Cleanup(&home);
+        let layers = home.home.join(".local/share/berth/containers/layers");
+        for (tag, name) in &names {
+            let out = output_within(
+                home.command(&["run", "--rm", name, "sh", "-c", "true"])
+                    .env("BERTH_ROOTFS", mode),
+                Duration::from_secs(120),
+            );
+            // The images have no shell: what matters is what unpacking and the root
+            // filesystem did to the host.
+            if *tag == "bad-diff-id" {
+                assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+                assert!(
+                    text(&out).contains("but the image config says"),
+                    "{}",
+                    text(&out)
+                );
+            }
+            assert_eq!(host_state(&watched), before, "{mode} {tag}: {}", text(&out));
+            assert_eq!(std::fs::read(&host_file).expect("read"), b"host");
+            assert_eq!(std::fs::read_dir(&host_dir).expect("list").count(), 1);
+            let partial: Vec<_> = std::fs::read_dir(&layers)
+                .expect("layer cache")
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".partial"))
+                .collect();
+            assert!(partial.is_empty(), "{mode} {tag}: {partial:?}");
+        }
+        // The lower layer's device node and FIFO were made again in the upper layer, never
+        // opened (a copy of the device would be a regular file with its bytes).
+        let mut found = 0;
+        for entry in std::fs::read_dir(&layers).expect("list").flatten() {
+            let diff = entry.path().join("diff");
+            let Ok(device) = std::fs::symlink_metadata(diff.join("dev/copy")) else {
+                continue;
+            };
+            assert!(device.file_type().is_block_device(), "{mode}: {device:?}");
+            assert_eq!(device.rdev(), rustix::fs::makedev(7, 0));
+            let fifo = std::fs::symlink_metadata(diff.join("run/copy")).expect("FIFO");
+            assert!(fifo.file_type().is_fifo(), "{mode}: {fifo:?}");
+            found += 1;
+        }
+        assert_eq!(found, 1, "{mode}: the layer of hard links");
+    }
+}
+
+#[test]
+fn a_layer_that_unpacks_to_more_than_the_limit_is_refused() {
+    runc_installed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = ClientHome::new(&dir.path().join("home"));
+    let _cleanup = Cleanup(&home);
+    let server = Server::start(&dir.path().join("data"));
+    // 8 MiB of zeros: a few KiB gzipped.
+    let zeros = layer(&[Entry::File("zeros", &vec![0u8; 8 << 20], 0o644)]);
+    let src = dir.path().join("layout");
+    let mut layout = Layout::new(&src);
+    let l = layout.blob("application/vnd.oci.image.layer.v1.tar+gzip", &gzip(&zeros));
+    let config = json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["/x"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&zeros)]}
+    });
+    let config = layout.blob(
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&config).expect("json"),
+    );
+    let manifest =
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [l]});
+    let image = layout.blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).expect("json"));
+    layout.tag(&image, "bomb");
+    let name = format!("{}/bomb/zeros:1", server.addr);
+    push_layout(dir.path(), &src, "bomb", &name);
+    home.ok(&["pull", "-q", &name]);
+
+    for (limit, words) in [
+        (
+            "1M",
+            "more than 1 MiB, its limit: set BERTH_MAX_UNPACK_SIZE",
+        ),
+        ("lots", "BERTH_MAX_UNPACK_SIZE=\"lots\""),
+    ] {
+        let out = home
+            .command(&["run", "--rm", &name])
+            .env("BERTH_MAX_UNPACK_SIZE", limit)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+        assert!(text(&out).contains(words), "{limit}: {}", text(&out));
+    }
+    assert_eq!(unpacked_layers(&home), 0);
+    // Raised: unpacked (the image has no /x to run).
+    let out = home
+        .command(&["run", "--rm", &name])
+        .env("BERTH_MAX_UNPACK_SIZE", "16MiB")
+        .output()
+        .expect("run");
+    assert!(
+        !text(&out).contains("BERTH_MAX_UNPACK_SIZE"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(unpacked_layers(&home), 1);
 }
