@@ -51,6 +51,10 @@ pub struct AuditQuery {
 pub trait AuditLog: Send + Sync {
     /// Appends the event and returns its id.
     async fn record_event(&self, event: &AuditEvent) -> Result<i64>;
+    /// Appends the events in one transaction (one commit for the lot), their ids increasing
+    /// in the order given; if it fails, none is recorded. For events written in batches off
+    /// the request path (pulls).
+    async fn record_events(&self, events: &[AuditEvent]) -> Result<()>;
     /// Events matching `query`, newest first.
     async fn events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
 }
@@ -80,3 +84,37 @@ macro_rules! insert_event_fn {
     };
 }
 pub(crate) use insert_event_fn;
+
+/// Rows per `INSERT` of [`AuditLog::record_events`]: 7 parameters each stays far below
+/// SQLite's 32766 and PostgreSQL's 65535 parameters per statement.
+pub(crate) const EVENTS_PER_INSERT: usize = 500;
+
+/// Defines `insert_events(connection, events)` for a backend's database type: multi-row
+/// `INSERT`s of at most [`EVENTS_PER_INSERT`] rows, in the order given, inside the caller's
+/// transaction.
+macro_rules! insert_events_fn {
+    ($db:ty) => {
+        pub(super) async fn insert_events(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            events: &[$crate::audit::AuditEvent],
+        ) -> $crate::Result<()> {
+            for chunk in events.chunks($crate::audit::EVENTS_PER_INSERT) {
+                let mut sql: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_events (at, actor, source, action, project, resource, detail) ",
+                );
+                sql.push_values(chunk, |mut row, e| {
+                    row.push_bind(e.at)
+                        .push_bind(&e.actor)
+                        .push_bind(&e.source)
+                        .push_bind(&e.action)
+                        .push_bind(&e.project)
+                        .push_bind(&e.resource)
+                        .push_bind(&e.detail);
+                });
+                sql.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use insert_events_fn;

@@ -33,7 +33,7 @@ pub use postgres::PostgresMeta;
 pub use probe::Probe;
 pub use sqlite::SqliteMeta;
 pub use throttle::{LoginThrottle, ThrottleRecord, ThrottleUpdate};
-pub use uploads::UploadSessions;
+pub use uploads::{UploadCap, UploadSessions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -135,6 +135,10 @@ pub struct UploadRecord {
     /// Unix seconds.
     pub created_at: i64,
     pub updated_at: i64,
+    /// Whose session it is, for the cap on open sessions: an account's name, `robot$name`, or
+    /// `anonymous@<client address>`. `None`: nobody's (opened by `berth migrate`, or before
+    /// sessions had owners).
+    pub owner: Option<String>,
 }
 
 /// A page of a sorted listing.

@@ -49,10 +49,12 @@ pub async fn run(meta: &dyn MetaStore) {
     listings_page(meta).await;
     tag_list_version(meta).await;
     upload_sessions(meta).await;
+    upload_owners(meta).await;
     job_locks(meta).await;
     login_throttle(meta).await;
     accounts(meta).await;
     audit_log(meta).await;
+    audit_batches(meta).await;
     inventory(meta).await;
     collector(meta).await;
     pushed_again_is_young_again(meta).await;
@@ -322,6 +324,7 @@ async fn upload_sessions(meta: &dyn MetaStore) {
         backend_state: vec![],
         created_at: 1,
         updated_at: 1,
+        owner: None,
     };
     let before = meta.count_uploads().await.expect("count");
     meta.create_upload(&u).await.expect("create");
@@ -738,6 +741,171 @@ async fn audit_log(meta: &dyn MetaStore) {
         .await,
         ["delete_manifest"]
     );
+}
+
+/// The cap on open upload sessions: counted per owner, in the database; a finished, cancelled
+/// or expired session (a deleted row) no longer counts; ownerless sessions count for nobody.
+async fn upload_owners(meta: &dyn MetaStore) {
+    use crate::UploadCap;
+    let session = |id: &str, owner: Option<&str>| UploadRecord {
+        id: id.into(),
+        repository: repo("suite/owned"),
+        offset: 0,
+        hash_state: vec![1],
+        backend_state: vec![],
+        created_at: 1,
+        updated_at: 1,
+        owner: owner.map(str::to_string),
+    };
+    let count =
+        |owner: &'static str| async move { meta.count_uploads_of(owner).await.expect("count") };
+    assert_eq!(count("alice").await, 0);
+    for i in 0..3 {
+        let opened = meta
+            .create_upload_capped(&session(&format!("01ALICE{i}"), Some("alice")), 3)
+            .await
+            .expect("create");
+        assert_eq!(opened, UploadCap::Opened, "session {i}");
+    }
+    assert_eq!(count("alice").await, 3);
+    // The fourth is refused and writes nothing; others are not affected.
+    assert_eq!(
+        meta.create_upload_capped(&session("01ALICE3", Some("alice")), 3)
+            .await
+            .expect("create"),
+        UploadCap::Full { open: 3 }
+    );
+    assert_eq!(meta.upload("01ALICE3").await.expect("get"), None);
+    let robot = session("01ROBOT0", Some("robot$ci"));
+    assert_eq!(
+        meta.create_upload_capped(&robot, 3).await.expect("create"),
+        UploadCap::Opened
+    );
+    let anonymous = session("01ANON0", Some("anonymous@192.0.2.7"));
+    assert_eq!(
+        meta.create_upload_capped(&anonymous, 1)
+            .await
+            .expect("create"),
+        UploadCap::Opened
+    );
+    assert_eq!(meta.upload("01ANON0").await.expect("get"), Some(anonymous));
+    assert_eq!(count("robot$ci").await, 1);
+    assert_eq!(count("anonymous@192.0.2.7").await, 1);
+    assert_eq!(count("alice").await, 3);
+    // Ownerless sessions (`berth migrate`'s) are never refused and count for nobody.
+    for i in 0..2 {
+        let unowned = session(&format!("01NOBODY{i}"), None);
+        assert_eq!(
+            meta.create_upload_capped(&unowned, 1)
+                .await
+                .expect("create"),
+            UploadCap::Opened
+        );
+    }
+    meta.create_upload(&session("01NOBODY2", None))
+        .await
+        .expect("create");
+    assert_eq!(count("alice").await, 3);
+
+    // Finished or cancelled (the row deleted), or expired (deleted by expiry): no longer counted.
+    assert!(meta.delete_upload("01ALICE0").await.expect("delete"));
+    assert_eq!(count("alice").await, 2);
+    assert!(
+        meta.delete_idle_upload("01ALICE1", 1)
+            .await
+            .expect("expire")
+    );
+    assert_eq!(count("alice").await, 1);
+    for i in 3..5 {
+        let opened = meta
+            .create_upload_capped(&session(&format!("01ALICE{i}"), Some("alice")), 3)
+            .await
+            .expect("create");
+        assert_eq!(opened, UploadCap::Opened, "session {i}");
+    }
+    assert_eq!(count("alice").await, 3);
+    // A lowered limit refuses at once; a raised one lets more in.
+    assert_eq!(
+        meta.create_upload_capped(&session("01ALICE5", Some("alice")), 2)
+            .await
+            .expect("create"),
+        UploadCap::Full { open: 3 }
+    );
+    assert_eq!(
+        meta.create_upload_capped(&session("01ALICE5", Some("alice")), 4)
+            .await
+            .expect("create"),
+        UploadCap::Opened
+    );
+    let owned = meta.upload("01ALICE5").await.expect("get").expect("exists");
+    assert_eq!(owned.owner.as_deref(), Some("alice"));
+    for id in [
+        "01ALICE2",
+        "01ALICE3",
+        "01ALICE4",
+        "01ALICE5",
+        "01ROBOT0",
+        "01ANON0",
+        "01NOBODY0",
+        "01NOBODY1",
+        "01NOBODY2",
+    ] {
+        meta.delete_upload(id).await.expect("delete");
+    }
+    assert_eq!(count("alice").await, 0);
+}
+
+/// Events appended in one batch: all of them, in order, as given; an empty batch is nothing.
+async fn audit_batches(meta: &dyn MetaStore) {
+    let query = AuditQuery {
+        action: Some("pull".into()),
+        limit: 1000,
+        ..AuditQuery::default()
+    };
+    let before = meta.events(&query).await.expect("events").len();
+    meta.record_events(&[]).await.expect("an empty batch");
+    let event = |i: usize| AuditEvent {
+        at: 1000 + i as i64,
+        actor: if i.is_multiple_of(2) {
+            "alice".into()
+        } else {
+            "robot$ci".into()
+        },
+        source: (!i.is_multiple_of(3)).then(|| "192.0.2.7".to_string()),
+        action: "pull".into(),
+        project: Some("batch".into()),
+        resource: format!("batch/app:v{i}@sha256:{i:064x}"),
+        detail: String::new(),
+    };
+    // More than one INSERT's worth of rows, in one transaction.
+    let batch: Vec<AuditEvent> = (0..crate::audit::EVENTS_PER_INSERT + 7)
+        .map(event)
+        .collect();
+    meta.record_events(&batch).await.expect("record a batch");
+    meta.record_events(&[event(9999)])
+        .await
+        .expect("record one");
+    let stored = meta.events(&query).await.expect("events");
+    assert_eq!(stored.len(), before + batch.len() + 1);
+    // Newest first: the single event, then the batch from its end, ids decreasing.
+    assert_eq!(stored[0].event, event(9999));
+    let ours: Vec<AuditEvent> = stored[1..=batch.len()]
+        .iter()
+        .rev()
+        .map(|r| r.event.clone())
+        .collect();
+    assert_eq!(ours, batch);
+    assert!(stored.windows(2).all(|w| w[0].id > w[1].id));
+    let by_robot = meta
+        .events(&AuditQuery {
+            actor: Some("robot$ci".into()),
+            project: Some("batch".into()),
+            ..query.clone()
+        })
+        .await
+        .expect("events");
+    // The odd ones of the batch, and the single event (9999).
+    assert_eq!(by_robot.len(), batch.len() / 2 + 1);
 }
 
 /// The listings `berth migrate` walks: every page in order, nothing skipped or repeated.

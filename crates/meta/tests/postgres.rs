@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use berth_meta::{
     Accounts, AuditEvent, AuditLog, BlobIndex, BlobRecord, ManifestIndex, MetaError, MetaStore,
-    NewManifest, PostgresMeta, ProjectRecord, Role, UploadRecord, UploadSessions, UserRecord,
-    testsuite,
+    NewManifest, PostgresMeta, ProjectRecord, Role, UploadCap, UploadRecord, UploadSessions,
+    UserRecord, testsuite,
 };
 use berth_oci::{Digest, Repository, Tag};
 use berth_testkit::postgres::TestDatabase;
@@ -67,6 +67,7 @@ async fn replicas_race_on_one_database() {
         tags_move_while_deleted(&replicas, round).await;
         accounts(&replicas, round).await;
         uploads_keys_and_audit(&replicas, round).await;
+        upload_cap_and_audit_batches(&replicas, round).await;
     }
     drop(replicas);
     db.drop_database().await;
@@ -500,6 +501,7 @@ async fn uploads_keys_and_audit(replicas: &Arc<Vec<PostgresMeta>>, round: usize)
         backend_state: vec![],
         created_at: 1,
         updated_at: 1,
+        owner: None,
     };
     meta.create_upload(&upload).await.expect("create");
     // Every replica advances from offset 0 to its own offset: one compare-and-swap wins.
@@ -560,4 +562,76 @@ async fn uploads_keys_and_audit(replicas: &Arc<Vec<PostgresMeta>>, round: usize)
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), REPLICAS, "distinct ids");
+}
+
+/// The cap on one owner's open upload sessions holds with every replica opening at once (each
+/// tries twice, 32 tries for 5 places); batches of audit events recorded at once all land.
+async fn upload_cap_and_audit_batches(replicas: &Arc<Vec<PostgresMeta>>, round: usize) {
+    const CAP: u64 = 5;
+    let owner = format!("racer{round}");
+    let opened = race(replicas, {
+        let owner = owner.clone();
+        move |m, i| {
+            let owner = owner.clone();
+            async move {
+                let mut results = Vec::new();
+                for j in 0..2 {
+                    let upload = UploadRecord {
+                        id: format!("01CAP{round}R{i}T{j}"),
+                        repository: repo("race/capped"),
+                        offset: 0,
+                        hash_state: vec![0],
+                        backend_state: vec![],
+                        created_at: 1,
+                        updated_at: 1,
+                        owner: Some(owner.clone()),
+                    };
+                    results.push(m.create_upload_capped(&upload, CAP).await);
+                }
+                results
+            }
+        }
+    })
+    .await;
+    let outcomes: Vec<UploadCap> = opened
+        .into_iter()
+        .flatten()
+        .map(|r| r.expect("create capped"))
+        .collect();
+    let won = outcomes.iter().filter(|o| **o == UploadCap::Opened).count();
+    assert_eq!(won as u64, CAP, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, UploadCap::Opened | UploadCap::Full { open: CAP })),
+        "{outcomes:?}"
+    );
+    let meta = &replicas[0];
+    assert_eq!(meta.count_uploads_of(&owner).await.expect("count"), CAP);
+
+    let batches = race(replicas, move |m, i| async move {
+        let events: Vec<AuditEvent> = (0..20)
+            .map(|j| AuditEvent {
+                at: 1,
+                actor: format!("replica{i}"),
+                source: None,
+                action: "pull".into(),
+                project: Some(format!("batches{round}")),
+                resource: format!("event {j}"),
+                detail: String::new(),
+            })
+            .collect();
+        m.record_events(&events).await
+    })
+    .await;
+    assert!(batches.iter().all(Result::is_ok), "{batches:?}");
+    let stored = meta
+        .events(&berth_meta::AuditQuery {
+            project: Some(format!("batches{round}")),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    assert_eq!(stored.len(), REPLICAS * 20);
 }

@@ -21,6 +21,18 @@ pub enum Error {
         offset: u64,
         start: u64,
     },
+    /// The caller has `[limits] max_open_uploads_per_account` upload sessions open already
+    /// (`TOOMANYREQUESTS`). `owner` says whose, in words.
+    #[error(
+        "{owner} has {open} upload sessions open, the most allowed ([limits] \
+         max_open_uploads_per_account = {limit}); finish or cancel (DELETE) some of them, or wait \
+         for idle ones to expire, before starting another"
+    )]
+    TooManyOpenUploads {
+        owner: String,
+        open: u64,
+        limit: u64,
+    },
     #[error("range not satisfiable: the blob holds {size} bytes")]
     RangeNotSatisfiable { size: u64 },
     #[error("{0}")]

@@ -31,19 +31,23 @@ pub use blobs::RangeRequest;
 pub use error::{Error, Result};
 pub use listings::{MAX_PAGE, TagPage};
 pub use manifests::{Manifest, Pusher, StoredManifest, index_manifest};
-pub use uploads::{ExpiryReport, MountOutcome, UploadStatus, parse_content_range};
+pub use uploads::{ExpiryReport, MountOutcome, UploadOwner, UploadStatus, parse_content_range};
 
 /// Limits the registry enforces on requests.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Largest manifest accepted, in bytes.
     pub max_manifest_bytes: usize,
+    /// Upload sessions one account (anonymous callers: one client address) may have open at
+    /// once, across every replica; one more is refused ([`Error::TooManyOpenUploads`]).
+    pub max_open_uploads_per_account: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_manifest_bytes: 4 << 20,
+            max_open_uploads_per_account: 100,
         }
     }
 }

@@ -1,14 +1,56 @@
 //! Blob uploads (distribution-spec "Pushing blobs"): sessions, streamed and chunked PATCH,
 //! the closing PUT with digest verification, monolithic POST and cross-repository mounts.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
-use berth_meta::{BlobRecord, Job, UploadRecord};
+use berth_meta::{BlobRecord, Job, UploadCap, UploadRecord};
 use berth_oci::{Digest, DigestHasher, Repository};
 use berth_storage::{ByteStream, UploadState};
 use futures_util::StreamExt;
 
+use crate::audit::actor_name;
 use crate::{Action, Error, Principal, Registry, Result};
+
+/// Whose upload sessions a new one counts with, against
+/// [`crate::Limits::max_open_uploads_per_account`]: the account that opens it or, for an
+/// anonymous caller (a registry without accounts, where anyone may push), its address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UploadOwner {
+    /// A user's name, or `robot$name`.
+    Account(String),
+    /// An anonymous client, by its address (`None`: not known; all such share one count).
+    Anonymous(Option<IpAddr>),
+}
+
+impl UploadOwner {
+    /// The owner of what `who`, calling from `client`, opens.
+    pub fn of(who: &Principal, client: Option<IpAddr>) -> Self {
+        match who {
+            Principal::Anonymous => UploadOwner::Anonymous(client),
+            account => UploadOwner::Account(actor_name(account)),
+        }
+    }
+
+    /// As the session's row records it. Account names have no `@` (they are repository
+    /// path components), so an address never reads as an account.
+    fn key(&self) -> String {
+        match self {
+            UploadOwner::Account(name) => name.clone(),
+            UploadOwner::Anonymous(Some(address)) => format!("anonymous@{address}"),
+            UploadOwner::Anonymous(None) => "anonymous@unknown".into(),
+        }
+    }
+
+    /// In words, for the refusal.
+    fn describe(&self) -> String {
+        match self {
+            UploadOwner::Account(name) => format!("account {name}"),
+            UploadOwner::Anonymous(Some(address)) => format!("anonymous client {address}"),
+            UploadOwner::Anonymous(None) => "anonymous clients of unknown address".into(),
+        }
+    }
+}
 
 /// Where an upload session stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,10 +133,23 @@ struct Received {
 }
 
 impl Registry {
-    /// Opens an upload session (`POST /v2/<name>/blobs/uploads/`).
-    pub async fn start_upload(&self, repository: &Repository) -> Result<UploadStatus> {
+    /// Opens an upload session (`POST /v2/<name>/blobs/uploads/`) for `owner`, unless it has
+    /// [`crate::Limits::max_open_uploads_per_account`] open already (on any replica): then
+    /// [`Error::TooManyOpenUploads`], and nothing is kept.
+    pub async fn start_upload(
+        &self,
+        repository: &Repository,
+        owner: &UploadOwner,
+    ) -> Result<UploadStatus> {
         // A project at its quota takes no new bytes: refused before any are sent.
         self.check_quota(repository, 0, None).await?;
+        let limit = self.limits.max_open_uploads_per_account;
+        let key = owner.key();
+        // Most refusals cost one indexed count, and no storage work.
+        let open = self.meta.count_uploads_of(&key).await?;
+        if open >= limit {
+            return Err(Self::too_many_uploads(owner, open, limit));
+        }
         let id = ulid::Ulid::new().to_string();
         let state = self.blobs.create_upload(&id).await?;
         let now = berth_meta::unix_now();
@@ -106,9 +161,38 @@ impl Registry {
             backend_state: state.0,
             created_at: now,
             updated_at: now,
+            owner: Some(key),
         };
-        self.meta.create_upload(&record).await?;
-        Ok(UploadStatus::from(&record))
+        // The count above was a hint; this one decides, atomically with the insert, so that
+        // requests racing on several replicas cannot pass the limit together.
+        match self.meta.create_upload_capped(&record, limit).await {
+            Ok(UploadCap::Opened) => Ok(UploadStatus::from(&record)),
+            Ok(UploadCap::Full { open }) => {
+                self.abort_unrecorded(&record).await;
+                Err(Self::too_many_uploads(owner, open, limit))
+            }
+            Err(e) => {
+                self.abort_unrecorded(&record).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn too_many_uploads(owner: &UploadOwner, open: u64, limit: u64) -> Error {
+        Error::TooManyOpenUploads {
+            owner: owner.describe(),
+            open,
+            limit,
+        }
+    }
+
+    /// Removes the storage side of a session whose row was never written (S3: aborts the
+    /// multipart upload; it holds no bytes yet). A failure is logged; the answer stands.
+    async fn abort_unrecorded(&self, record: &UploadRecord) {
+        let state = UploadState(record.backend_state.clone());
+        if let Err(e) = self.blobs.abort(&record.id, &state).await {
+            tracing::warn!(upload = %record.id, error = %e, "could not remove an unrecorded upload's data");
+        }
     }
 
     /// Where the session stands (`GET` on the upload URL).
@@ -208,14 +292,16 @@ impl Registry {
         Ok(blob)
     }
 
-    /// Uploads a whole blob in one request (`POST ?digest=` with a body).
+    /// Uploads a whole blob in one request (`POST ?digest=` with a body). Its session counts
+    /// against `owner`'s open sessions while the request runs.
     pub async fn upload_blob(
         &self,
         repository: &Repository,
         digest: &Digest,
         body: ByteStream,
+        owner: &UploadOwner,
     ) -> Result<BlobRecord> {
-        let session = self.start_upload(repository).await?;
+        let session = self.start_upload(repository, owner).await?;
         self.finish_upload(repository, &session.id, digest, None, Some(body))
             .await
     }
@@ -231,13 +317,15 @@ impl Registry {
     /// Cross-repository mount (`POST ?mount=<digest>[&from=<repo>]`): makes an existing blob
     /// readable in `repository` without moving bytes. Without `from`, any repository holding the
     /// blob that `who` may pull from will do (distribution-spec "Mounting a blob from another
-    /// repository": the registry MAY mount without `from`). Otherwise a session opens.
+    /// repository": the registry MAY mount without `from`). Otherwise a session opens for
+    /// `owner`.
     pub async fn mount_blob(
         &self,
         who: &Principal,
         repository: &Repository,
         digest: &Digest,
         from: Option<&Repository>,
+        owner: &UploadOwner,
     ) -> Result<MountOutcome> {
         if let Some(blob) = self.meta.repository_blob(repository, digest).await? {
             return Ok(MountOutcome::Mounted(blob));
@@ -261,7 +349,9 @@ impl Registry {
                 return Ok(MountOutcome::Mounted(blob));
             }
         }
-        Ok(MountOutcome::Session(self.start_upload(repository).await?))
+        Ok(MountOutcome::Session(
+            self.start_upload(repository, owner).await?,
+        ))
     }
 
     /// Removes the upload sessions that nothing has advanced for `idle`, and their partial

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use berth_meta::SqliteMeta;
 use berth_oci::{Digest, Repository};
-use berth_registry::{AllowAll, Error, Limits, Registry};
+use berth_registry::{AllowAll, Error, Limits, Registry, UploadOwner};
 use berth_storage::{ByteStream, FilesystemStore};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -66,7 +66,7 @@ async fn read_all(mut stream: ByteStream) -> Vec<u8> {
 
 async fn check(registry: &Registry, repository: &Repository, case: &Case) {
     let session = registry
-        .start_upload(repository)
+        .start_upload(repository, &UploadOwner::Anonymous(None))
         .await
         .expect("start upload");
     let requests: Vec<(usize, usize)> = case.cuts.windows(2).map(|w| (w[0], w[1])).collect();

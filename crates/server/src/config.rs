@@ -44,8 +44,20 @@ pub struct Config {
     /// Scheduled retention policies.
     pub retention: RetentionConfig,
     /// Bounds on what one client or one connection may hold: header sizes and times, body
-    /// stalls, concurrent uploads.
+    /// stalls, concurrent uploads, open upload sessions.
     pub limits: LimitsConfig,
+    /// What the audit log records beyond changes and failed logins.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: optional events of the audit log.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Record every successful manifest `GET` (a pull, by tag or digest; not `HEAD`, not blob
+    /// reads) as action `pull`. Written in batches off the request path: a pull costs no
+    /// transaction of its own.
+    pub pulls: bool,
 }
 
 /// `[limits]`: what a slow, greedy or hostile client can hold of the server.
@@ -66,6 +78,11 @@ pub struct LimitsConfig {
     pub max_uploads: usize,
     /// Blob-upload requests running at once from one client address.
     pub max_uploads_per_client: usize,
+    /// Upload sessions one account may have open at once (anonymous callers: one client
+    /// address), counted in the database across replicas; a session is open from its `POST`
+    /// until it is finished, cancelled or expired. One more `POST` is refused with
+    /// `429 TOOMANYREQUESTS`.
+    pub max_open_uploads_per_account: u64,
 }
 
 impl Default for LimitsConfig {
@@ -76,6 +93,7 @@ impl Default for LimitsConfig {
             body_idle_timeout_secs: 60,
             max_uploads: 1024,
             max_uploads_per_client: 64,
+            max_open_uploads_per_account: 100,
         }
     }
 }
@@ -295,6 +313,7 @@ impl Default for Config {
             gc: GcConfig::default(),
             retention: RetentionConfig::default(),
             limits: LimitsConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -375,10 +394,11 @@ impl Config {
             || l.body_idle_timeout_secs == 0
             || l.max_uploads == 0
             || l.max_uploads_per_client == 0
+            || l.max_open_uploads_per_account == 0
         {
             return invalid(
-                "[limits] header_timeout_secs, body_idle_timeout_secs, max_uploads and \
-                 max_uploads_per_client must be at least 1"
+                "[limits] header_timeout_secs, body_idle_timeout_secs, max_uploads, \
+                 max_uploads_per_client and max_open_uploads_per_account must be at least 1"
                     .into(),
             );
         }
@@ -629,6 +649,53 @@ mod tests {
             redacted("sqlite:///var/lib/berth/meta.db"),
             "sqlite:///var/lib/berth/meta.db"
         );
+    }
+
+    #[test]
+    fn open_upload_cap_and_pull_auditing_from_file_and_env() {
+        let defaults = Config::default();
+        assert_eq!(defaults.limits.max_open_uploads_per_account, 100);
+        assert!(!defaults.audit.pulls, "pulls are not audited by default");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "[limits]\nmax_open_uploads_per_account = 20\n[audit]\npulls = true\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&path), env(&[])).expect("load");
+        assert_eq!(c.limits.max_open_uploads_per_account, 20);
+        assert!(c.audit.pulls);
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("BERTH_LIMITS_MAX_OPEN_UPLOADS_PER_ACCOUNT", "7"),
+                ("BERTH_AUDIT_PULLS", "false"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.limits.max_open_uploads_per_account, 7);
+        assert!(!c.audit.pulls);
+        let zero = Config::load(
+            None,
+            env(&[("BERTH_LIMITS_MAX_OPEN_UPLOADS_PER_ACCOUNT", "0")]),
+        );
+        assert!(
+            matches!(&zero, Err(ConfigError::Invalid(m)) if m.contains("max_open_uploads_per_account")),
+            "{zero:?}"
+        );
+        for bad in [
+            ("BERTH_LIMITS_MAX_OPEN_UPLOADS_PER_ACCOUNT", "-1"),
+            ("BERTH_AUDIT_PULLS", "sometimes"),
+        ] {
+            assert!(
+                matches!(
+                    Config::load(None, env(&[bad])),
+                    Err(ConfigError::Invalid(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -84,6 +84,9 @@ impl ApiError {
                 }
                 Error::Invalid(_) => ("UNSUPPORTED", S::BAD_REQUEST),
                 Error::Body(_) => ("BLOB_UPLOAD_INVALID", S::BAD_REQUEST),
+                // Freed by finishing or cancelling sessions, or by expiry: no Retry-After,
+                // since waiting a moment alone does not help.
+                Error::TooManyOpenUploads { .. } => ("TOOMANYREQUESTS", S::TOO_MANY_REQUESTS),
                 // Management API: a taken or missing name.
                 Error::Meta(berth_meta::MetaError::Conflict(_)) => ("CONFLICT", S::CONFLICT),
                 Error::Meta(berth_meta::MetaError::NotFound(_)) => ("NOT_FOUND", S::NOT_FOUND),
@@ -124,6 +127,9 @@ impl ApiError {
             }
             ApiError::Registry(Error::RangeNotSatisfiable { size }) => json!({ "size": size }),
             ApiError::Registry(Error::ManifestTooLarge { limit }) => json!({ "limit": limit }),
+            ApiError::Registry(Error::TooManyOpenUploads { open, limit, .. }) => {
+                json!({ "open": open, "limit": limit })
+            }
             _ => json!({}),
         }
     }

@@ -30,14 +30,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use berth_meta::{MetaStore, PostgresMeta, SqliteMeta};
+use berth_registry::audit::{AuditBatcher, BatchOptions};
 use berth_registry::{AllowAll, Limits, Registry};
 use berth_storage::{BlobStore, FilesystemStore, S3Config, S3Store};
 use tokio::net::TcpListener;
 
 pub use check::{ConfigCheck, check_config};
 pub use config::{
-    AuthConfig, Config, ConfigError, DatabaseConfig, GcConfig, LimitsConfig, RetentionConfig,
-    StorageConfig, UploadsConfig,
+    AuditConfig, AuthConfig, Config, ConfigError, DatabaseConfig, GcConfig, LimitsConfig,
+    RetentionConfig, StorageConfig, UploadsConfig,
 };
 pub use endpoint::Endpoint;
 pub use error::ApiError;
@@ -78,6 +79,8 @@ struct AppInner {
     trusted_proxies: client_addr::TrustedProxies,
     /// Upload requests running, against `[limits]`.
     upload_slots: Arc<limits::UploadSlots>,
+    /// Pull events on their way to the audit log, when `[audit] pulls`.
+    pull_audit: Option<AuditBatcher>,
     metrics: metrics::Metrics,
     config: Config,
 }
@@ -100,6 +103,7 @@ impl App {
             Arc::new(AllowAll),
             Limits {
                 max_manifest_bytes: config.max_manifest_bytes,
+                max_open_uploads_per_account: config.limits.max_open_uploads_per_account,
             },
         );
         let tokens = if config.auth.enabled {
@@ -111,6 +115,10 @@ impl App {
             .map_err(|e| StartError::Config(ConfigError::Invalid(e)))?;
         let login_limiter =
             login_limit::LoginLimiter::new(Arc::clone(&meta), login_limit::LimitPolicy::default());
+        let pull_audit = config
+            .audit
+            .pulls
+            .then(|| AuditBatcher::start(meta.clone(), BatchOptions::default()));
         Ok(App {
             inner: Arc::new(AppInner {
                 registry,
@@ -123,6 +131,7 @@ impl App {
                     config.limits.max_uploads,
                     config.limits.max_uploads_per_client,
                 ),
+                pull_audit,
                 metrics: metrics::Metrics::default(),
                 config,
             }),
@@ -133,9 +142,13 @@ impl App {
         &self.inner.config
     }
 
-    /// Closes the database connections (SQLite: checkpoints its log into `meta.db`). Call
-    /// once the server has stopped.
+    /// Writes the pull events still queued for the audit log, then closes the database
+    /// connections (SQLite: checkpoints its log into `meta.db`). Call once the server has
+    /// stopped.
     pub async fn close(&self) {
+        if let Some(pulls) = &self.inner.pull_audit {
+            pulls.close().await;
+        }
         self.inner.meta.close().await;
     }
 
@@ -153,6 +166,10 @@ impl App {
 
     fn upload_slots(&self) -> &Arc<limits::UploadSlots> {
         &self.inner.upload_slots
+    }
+
+    fn pull_audit(&self) -> Option<&AuditBatcher> {
+        self.inner.pull_audit.as_ref()
     }
 
     fn tokens(&self) -> Option<&auth::Tokens> {

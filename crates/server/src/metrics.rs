@@ -36,6 +36,9 @@ pub struct Metrics {
     /// tag.
     pub quota_refusals: Counter,
     pub immutable_refusals: Counter,
+    /// Upload sessions refused because their account or client had
+    /// `[limits] max_open_uploads_per_account` open.
+    pub open_upload_refusals: Counter,
 }
 
 /// Garbage collection, as run by this process (schedule and admin API).
@@ -176,6 +179,13 @@ impl Default for Metrics {
             "Pushes and deletes refused because they would move or remove an immutable tag",
             immutable_refusals.clone(),
         );
+        let open_upload_refusals = Counter::default();
+        registry.register(
+            "open_upload_refusals",
+            "Upload sessions refused because the account or client had \
+             [limits] max_open_uploads_per_account open",
+            open_upload_refusals.clone(),
+        );
         registry.register(
             "retention_tags_deleted",
             "Tags deleted by retention policies",
@@ -189,6 +199,7 @@ impl Default for Metrics {
             retention_tags_deleted,
             quota_refusals,
             immutable_refusals,
+            open_upload_refusals,
             requests,
             latency,
             bytes_received,

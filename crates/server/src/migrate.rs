@@ -344,6 +344,8 @@ impl Sides {
                 backend_state: state.0.clone(),
                 created_at: now,
                 updated_at: now,
+                // Not a client's: never refused by the cap on open sessions.
+                owner: None,
             })
             .await?;
         let result = self.stream_into(&id, &state, blob, &mut stream).await;

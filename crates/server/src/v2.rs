@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use berth_oci::{Digest, ManifestRef, Repository, Tag};
 use berth_registry::audit::actor_name;
 use berth_registry::{
-    Action, Audit, AuditAction, MountOutcome, Principal, Pusher, RangeRequest, UploadStatus,
+    Action, Audit, AuditAction, MountOutcome, Principal, Pusher, RangeRequest, UploadOwner,
+    UploadStatus,
 };
 use berth_storage::ByteStream;
 use futures_util::{StreamExt, TryStreamExt};
@@ -75,6 +76,9 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
         }
         Err(ApiError::Registry(berth_registry::Error::TagImmutable(_))) => {
             app.metrics().immutable_refusals.inc();
+        }
+        Err(ApiError::Registry(berth_registry::Error::TooManyOpenUploads { .. })) => {
+            app.metrics().open_upload_refusals.inc();
         }
         _ => {}
     }
@@ -157,6 +161,11 @@ impl Who<'_> {
         let actor = actor_name(&self.caller.principal());
         app.registry().record(&actor, self.peer.0, event).await;
     }
+
+    /// Whose upload sessions the caller's new one counts with: its account, or its address.
+    fn upload_owner(&self) -> UploadOwner {
+        UploadOwner::of(&self.caller.principal(), self.peer.0)
+    }
 }
 
 async fn handle(
@@ -197,7 +206,9 @@ async fn handle(
                 .await;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Endpoint::Manifest(repo, reference), _) => get_manifest(app, &repo, &reference).await,
+        (Endpoint::Manifest(repo, reference), method) => {
+            get_manifest(app, who, &repo, &reference, &method).await
+        }
         (Endpoint::Blob(repo, digest), Method::DELETE) => {
             app.registry().delete_blob(&repo, &digest).await?;
             let what = format!("{repo}@{digest}");
@@ -212,7 +223,7 @@ async fn handle(
             get_blob(app, &repo, &digest, &headers, method).await
         }
         (Endpoint::StartUpload(repo), _) => {
-            start_upload(app, caller, &repo, &query, request.into_body()).await
+            start_upload(app, who, &repo, &query, request.into_body()).await
         }
         (Endpoint::Upload(repo, id), Method::GET) => {
             let status = app.registry().upload_status(&repo, &id).await?;
@@ -369,14 +380,18 @@ fn blob_created(repo: &Repository, digest: &Digest) -> Response {
     response
 }
 
+/// `POST /v2/<name>/blobs/uploads/`: a session, a mount, or a whole blob. Every path that
+/// opens a session counts it against the caller's open sessions
+/// (`[limits] max_open_uploads_per_account`).
 async fn start_upload(
     app: &App,
-    caller: &Caller,
+    who: Who<'_>,
     repo: &Repository,
     query: &Query,
     body: Body,
 ) -> ApiResult {
-    let who = &caller.principal();
+    let caller = who.caller;
+    let owner = who.upload_owner();
     if let Some(mount) = query.get("mount") {
         let digest: Digest = mount.parse()?;
         let from = query
@@ -392,12 +407,12 @@ async fn start_upload(
             None => false,
         };
         if !may_mount {
-            let status = app.registry().start_upload(repo).await?;
+            let status = app.registry().start_upload(repo, &owner).await?;
             return Ok(upload_response(StatusCode::ACCEPTED, &status));
         }
         return match app
             .registry()
-            .mount_blob(who, repo, &digest, from.as_ref())
+            .mount_blob(&caller.principal(), repo, &digest, from.as_ref(), &owner)
             .await?
         {
             MountOutcome::Mounted(blob) => Ok(blob_created(repo, &blob.digest)),
@@ -407,11 +422,11 @@ async fn start_upload(
     if let Some(digest) = query.digest()? {
         let blob = app
             .registry()
-            .upload_blob(repo, &digest, body_stream(body))
+            .upload_blob(repo, &digest, body_stream(body), &owner)
             .await?;
         return Ok(blob_created(repo, &blob.digest));
     }
-    let status = app.registry().start_upload(repo).await?;
+    let status = app.registry().start_upload(repo, &owner).await?;
     Ok(upload_response(StatusCode::ACCEPTED, &status))
 }
 
@@ -482,7 +497,15 @@ async fn get_blob(
     Ok(response)
 }
 
-async fn get_manifest(app: &App, repo: &Repository, reference: &ManifestRef) -> ApiResult {
+/// `GET` or `HEAD` of a manifest. With `[audit] pulls`, a `GET` served is queued for the
+/// audit log (written in batches: no transaction of its own).
+async fn get_manifest(
+    app: &App,
+    who: Who<'_>,
+    repo: &Repository,
+    reference: &ManifestRef,
+    method: &Method,
+) -> ApiResult {
     let m = app.registry().get_manifest(repo, reference).await?;
     let mut response = m.content.clone().into_response();
     let h = response.headers_mut();
@@ -492,6 +515,12 @@ async fn get_manifest(app: &App, repo: &Repository, reference: &ManifestRef) -> 
         "docker-content-digest",
         header_value(&m.digest.to_string())?,
     );
+    if method == Method::GET
+        && let Some(pulls) = app.pull_audit()
+    {
+        let actor = actor_name(&who.caller.principal());
+        pulls.push(Audit::pull(repo, reference, &m.digest).at(&actor, who.peer.0));
+    }
     Ok(response)
 }
 

@@ -13,6 +13,16 @@ impl AuditLog for PostgresMeta {
         insert_event(&self.pool, e).await
     }
 
+    async fn record_events(&self, events: &[AuditEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn events(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
         let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(
             "SELECT id, at, actor, source, action, project, resource, detail FROM audit_events \
@@ -74,3 +84,4 @@ impl AuditLog for PostgresMeta {
 // one autocommitted statement, or part of a manifest PUT's transaction, so the window is a few
 // milliseconds.
 crate::audit::insert_event_fn!(Postgres);
+crate::audit::insert_events_fn!(Postgres);

@@ -2,7 +2,14 @@
 
 use super::PostgresMeta;
 
-crate::uploads::impl_upload_sessions!(PostgresMeta, read = pool, write = pool);
+crate::uploads::impl_upload_sessions!(
+    PostgresMeta,
+    db = sqlx::Postgres,
+    read = pool,
+    write = pool,
+    begin = begin,
+    serialize = "SELECT pg_advisory_xact_lock(1970302052, hashtext($1))"
+);
 
 crate::throttle::impl_login_throttle!(
     PostgresMeta,

@@ -13,6 +13,16 @@ impl AuditLog for SqliteMeta {
         insert_event(&self.write, e).await
     }
 
+    async fn record_events(&self, events: &[AuditEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn events(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
         let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT id, at, actor, source, action, project, resource, detail FROM audit_events \
@@ -68,3 +78,4 @@ impl AuditLog for SqliteMeta {
 }
 
 crate::audit::insert_event_fn!(Sqlite);
+crate::audit::insert_events_fn!(Sqlite);

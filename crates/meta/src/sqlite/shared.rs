@@ -2,7 +2,14 @@
 
 use super::SqliteMeta;
 
-crate::uploads::impl_upload_sessions!(SqliteMeta, read = read, write = write);
+crate::uploads::impl_upload_sessions!(
+    SqliteMeta,
+    db = sqlx::Sqlite,
+    read = read,
+    write = write,
+    begin = begin_write,
+    serialize = ""
+);
 
 crate::throttle::impl_login_throttle!(SqliteMeta, read = read, write = write, serialize = "");
 

@@ -549,3 +549,166 @@ async fn a_full_disk_refuses_writes_with_507_keeps_serving_reads_and_recovers() 
     app.push_image("full/app", "v2", "after").await;
     drop(app);
 }
+
+/// A `POST` that opens an upload session (or is refused), as `user`.
+async fn post_as(app: &TestApp, user: &str, path: &str) -> reqwest::Response {
+    app.req(reqwest::Method::POST, path)
+        .header("authorization", basic(user, &format!("{user}-password-1")))
+        .send()
+        .await
+        .expect("POST")
+}
+
+/// A `429 TOOMANYREQUESTS` for open upload sessions: how many, whose, and what frees them.
+async fn assert_too_many_open(r: reqwest::Response, whose: &str, open: u64) {
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        r.headers().get("retry-after").is_none(),
+        "waiting a second does not free a session"
+    );
+    let body: Value = r.json().await.expect("json");
+    let error = &body["errors"][0];
+    assert_eq!(error["code"], "TOOMANYREQUESTS", "{body}");
+    assert_eq!(error["detail"]["open"], open, "{body}");
+    let message = error["message"].as_str().unwrap_or_default();
+    for words in [
+        whose,
+        &format!("has {open} upload sessions open"),
+        "max_open_uploads_per_account",
+        "finish or cancel (DELETE)",
+        "expire",
+    ] {
+        assert!(message.contains(words), "{words:?} not in {message:?}");
+    }
+}
+
+/// `[limits] max_open_uploads_per_account`: one account's open sessions are counted in the
+/// database, so the cap holds whichever replica a request reaches (scaled out, requests
+/// alternate between two). Every way of opening a session counts; another account is not
+/// affected; a cancelled or finished session frees its place.
+#[tokio::test(flavor = "multi_thread")]
+async fn open_upload_sessions_are_capped_per_account() {
+    let app = TestApp::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.admin_password = "admin-password-1".into();
+        c.limits.max_open_uploads_per_account = 3;
+    })
+    .await;
+    for user in ["alice", "bob"] {
+        app.app
+            .services()
+            .create_account(user, &format!("{user}-password-1"), false, false)
+            .await
+            .expect("account");
+    }
+    let mut sessions = Vec::new();
+    for repo in ["alice/app", "alice/app", "alice/other"] {
+        let r = post_as(&app, "alice", &format!("/v2/{repo}/blobs/uploads/")).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        sessions.push(header(&r, "location").to_string());
+    }
+    // The fourth, in any repository and by any of the ways a POST opens a session.
+    let r = post_as(&app, "alice", "/v2/alice/app/blobs/uploads/").await;
+    assert_too_many_open(r, "account alice", 3).await;
+    let blob = b"refused while at the cap";
+    let digest = sha256(blob);
+    let r = app
+        .req(
+            reqwest::Method::POST,
+            &format!("/v2/alice/third/blobs/uploads/?digest={digest}"),
+        )
+        .header("authorization", basic("alice", "alice-password-1"))
+        .body(blob.to_vec())
+        .send()
+        .await
+        .expect("POST ?digest=");
+    assert_too_many_open(r, "account alice", 3).await;
+    // A mount of a blob the registry does not have falls back to a session: refused too.
+    let r = post_as(
+        &app,
+        "alice",
+        &format!("/v2/alice/app/blobs/uploads/?mount={digest}&from=alice/other"),
+    )
+    .await;
+    assert_too_many_open(r, "account alice", 3).await;
+    assert_eq!(metric(&app, "berth_open_upload_refusals_total").await, 3.0);
+    // The refusals left nothing behind: three sessions, each with its data.
+    let meta = app.meta().await;
+    assert_eq!(meta.count_uploads_of("alice").await.expect("count"), 3);
+    assert_eq!(meta.count_uploads().await.expect("count"), 3);
+
+    // Another account is not affected.
+    let r = post_as(&app, "bob", "/v2/bob/app/blobs/uploads/").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // Cancelling one frees its place, for one more.
+    let cancelled = sessions.remove(0);
+    let r = app
+        .req(reqwest::Method::DELETE, &cancelled)
+        .header("authorization", basic("alice", "alice-password-1"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = post_as(&app, "alice", "/v2/alice/app/blobs/uploads/").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = post_as(&app, "alice", "/v2/alice/app/blobs/uploads/").await;
+    assert_too_many_open(r, "account alice", 3).await;
+
+    // So does finishing one.
+    let finished = sessions.remove(0);
+    let r = app
+        .req(reqwest::Method::PUT, &with_digest(&finished, &digest))
+        .header("authorization", basic("alice", "alice-password-1"))
+        .body(blob.to_vec())
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let blob_again = b"a whole blob in one POST";
+    let r = app
+        .req(
+            reqwest::Method::POST,
+            &format!("/v2/alice/app/blobs/uploads/?digest={}", sha256(blob_again)),
+        )
+        .header("authorization", basic("alice", "alice-password-1"))
+        .body(blob_again.to_vec())
+        .send()
+        .await
+        .expect("POST ?digest=");
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "a monolithic upload ends its session"
+    );
+    assert_eq!(meta.count_uploads_of("alice").await.expect("count"), 2);
+    assert_eq!(meta.count_uploads_of("bob").await.expect("count"), 1);
+}
+
+/// Without accounts everyone is anonymous: the cap counts per client address.
+#[tokio::test]
+async fn anonymous_upload_sessions_are_capped_per_client_address() {
+    let app = TestApp::start_with(|c| c.limits.max_open_uploads_per_account = 2).await;
+    let base = format!("http://{}", first_replica(&app));
+    let a = client_from([127, 0, 0, 1]);
+    let b = client_from([127, 0, 0, 2]);
+    for _ in 0..2 {
+        let r = start_upload(&a, &base, "anon/app").await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    assert_too_many_open(
+        start_upload(&a, &base, "anon/other").await,
+        "anonymous client 127.0.0.1",
+        2,
+    )
+    .await;
+    let r = start_upload(&b, &base, "anon/app").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "another address");
+    let meta = app.meta().await;
+    assert_eq!(
+        meta.count_uploads_of("anonymous@127.0.0.1")
+            .await
+            .expect("count"),
+        2
+    );
+}

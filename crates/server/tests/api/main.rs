@@ -3,6 +3,7 @@
 
 mod common;
 
+mod audit_pulls;
 mod auth;
 mod auth_attacks;
 mod bad_input;

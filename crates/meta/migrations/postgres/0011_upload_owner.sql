@@ -1,0 +1,6 @@
+-- Security, as migrations/sqlite/0011_upload_owner.sql: each upload session records whose it
+-- is (an account's name, `robot$name`, or `anonymous@<client address>`), so that
+-- `[limits] max_open_uploads_per_account` is counted here, the same for every replica.
+-- Sessions opened before this migration have no owner and count for nobody.
+ALTER TABLE uploads ADD COLUMN owner TEXT COLLATE "C";
+CREATE INDEX uploads_owner ON uploads(owner);
