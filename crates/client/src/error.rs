@@ -10,6 +10,13 @@ pub enum ClientError {
     /// Credentials were given and the registry (or its token server) refused them.
     #[error("unauthorized: incorrect username or password for {registry}")]
     BadCredentials { registry: String },
+    /// The saved login is a refresh token (docker's `identitytoken`) that the token server no
+    /// longer takes: revoked by a password or role change, a disabled or removed account.
+    #[error(
+        "unauthorized: the saved login for {registry} was revoked (a password or role change, a \
+         disabled or removed account) or has expired: run `berth login {registry}` again"
+    )]
+    LoginRevoked { registry: String },
     /// Credentials were accepted but do not allow this action.
     #[error("denied: requested access to the resource is denied ({message})")]
     Denied { registry: String, message: String },

@@ -21,6 +21,10 @@ use crate::challenge::{self, Challenge, Scheme};
 use crate::error::{ClientError, Result};
 use crate::settings::Settings;
 
+/// The scope of berth's management API (`/api/v1/...`): a token for it is asked with
+/// account credentials; repository-scoped tokens are refused there.
+pub const MANAGEMENT_SCOPE: &str = "registry:management:*";
+
 /// How the user proves who they are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Login {
@@ -414,7 +418,11 @@ impl RegistryClient {
         };
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(if self.login.is_some() {
+            return Err(if matches!(self.login, Some(Login::IdentityToken { .. })) {
+                ClientError::LoginRevoked {
+                    registry: self.domain.clone(),
+                }
+            } else if self.login.is_some() {
                 ClientError::BadCredentials {
                     registry: self.domain.clone(),
                 }
@@ -499,7 +507,9 @@ impl RegistryClient {
     }
 
     /// A JSON request to the registry's management API (`/api/v1/...`), authenticated like
-    /// registry requests (a token for no repository, or Basic). `Null` for an empty answer.
+    /// registry requests: Basic, or a token for the management scope
+    /// ([`MANAGEMENT_SCOPE`]), which berth's token server grants to account credentials only.
+    /// `Null` for an empty answer.
     pub async fn api(
         &self,
         method: Method,
@@ -514,14 +524,19 @@ impl RegistryClient {
                 None => None,
             };
         let resp = self
-            .send(method.clone(), path.trim_start_matches('/'), &[], |r| {
-                Ok(match &bytes {
-                    Some(b) => r
-                        .header(header::CONTENT_TYPE, "application/json")
-                        .body(b.clone()),
-                    None => r,
-                })
-            })
+            .send(
+                method.clone(),
+                path.trim_start_matches('/'),
+                &[MANAGEMENT_SCOPE.to_string()],
+                |r| {
+                    Ok(match &bytes {
+                        Some(b) => r
+                            .header(header::CONTENT_TYPE, "application/json")
+                            .body(b.clone()),
+                        None => r,
+                    })
+                },
+            )
             .await?;
         let resp = self.expect_success(resp, method.as_str(), path).await?;
         let text = read_limited(resp, MAX_MANIFEST_BYTES, &self.domain).await?;

@@ -58,6 +58,9 @@ impl FromStr for Role {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserRecord {
+    /// Given once, never reused: a user deleted and created again under the same name is
+    /// another account, and the old one's tokens (which name this id) stay refused.
+    pub id: String,
     pub name: String,
     /// argon2id in PHC string form; never the password.
     pub password_hash: String,
@@ -65,6 +68,9 @@ pub struct UserRecord {
     pub disabled: bool,
     /// Unix seconds.
     pub created_at: i64,
+    /// Raised whenever the account's tokens must stop (see [`Accounts`]); a token carries the
+    /// stamp it was issued under and is refused once it differs.
+    pub token_stamp: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +92,8 @@ pub struct RobotPermission {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RobotRecord {
+    /// As [`UserRecord::id`].
+    pub id: String,
     pub name: String,
     pub secret_hash: String,
     pub permissions: Vec<RobotPermission>,
@@ -93,9 +101,16 @@ pub struct RobotRecord {
     pub expires_at: Option<i64>,
     pub disabled: bool,
     pub created_at: i64,
+    /// As [`UserRecord::token_stamp`].
+    pub token_stamp: i64,
 }
 
 /// Stores accounts, projects, memberships, robots and the token signing key.
+///
+/// Token stamps: a user's `token_stamp` goes up, in the same transaction as the change, when
+/// its password changes, it is disabled, one of its roles is lowered or removed, or a project
+/// it is a member of is deleted; a robot's when it is disabled or a project it has permissions
+/// on is deleted. Deleting an account removes its row, and with it the id its tokens name.
 #[async_trait]
 pub trait Accounts: Send + Sync {
     /// Creates the user and, when given, its personal project (with the user as its admin), in

@@ -53,6 +53,7 @@ pub async fn run(meta: &dyn MetaStore) {
     job_locks(meta).await;
     login_throttle(meta).await;
     accounts(meta).await;
+    token_stamps(meta).await;
     audit_log(meta).await;
     audit_batches(meta).await;
     inventory(meta).await;
@@ -430,12 +431,169 @@ async fn job_locks(meta: &dyn MetaStore) {
 
 fn user(name: &str) -> UserRecord {
     UserRecord {
+        id: format!("id-of-{name}"),
         name: name.to_string(),
         password_hash: format!("$argon2id$not-a-real-hash-of-{name}"),
         system_admin: false,
         disabled: false,
         created_at: 1,
+        token_stamp: 0,
     }
+}
+
+/// An account's token stamp goes up with every change that must stop its tokens, and only
+/// then; a name created again is another id.
+async fn token_stamps(meta: &dyn MetaStore) {
+    let stamp = |name: &'static str| async move {
+        meta.user(name)
+            .await
+            .expect("user")
+            .map(|u| (u.id, u.token_stamp))
+    };
+    let robot_stamp = |name: &'static str| async move {
+        meta.robot(name)
+            .await
+            .expect("robot")
+            .map(|r| (r.id, r.token_stamp))
+    };
+    meta.create_user(
+        &user("stamped"),
+        Some(&project("stamped", false, Some("stamped"))),
+    )
+    .await
+    .expect("user");
+    meta.create_project(&project("stamps", false, None), None)
+        .await
+        .expect("project");
+    let id = "id-of-stamped".to_string();
+    assert_eq!(stamp("stamped").await, Some((id.clone(), 0)));
+
+    assert!(
+        meta.set_password("stamped", "$argon2id$new")
+            .await
+            .expect("password")
+    );
+    assert_eq!(
+        stamp("stamped").await,
+        Some((id.clone(), 1)),
+        "password change"
+    );
+    assert!(
+        meta.set_user_disabled("stamped", true)
+            .await
+            .expect("disable")
+    );
+    assert!(
+        meta.set_user_disabled("stamped", false)
+            .await
+            .expect("enable")
+    );
+    assert_eq!(
+        stamp("stamped").await,
+        Some((id.clone(), 3)),
+        "disable, enable"
+    );
+
+    // A role given or raised leaves the tokens; lowered or taken away, they stop.
+    meta.set_member("stamps", "stamped", Role::Developer)
+        .await
+        .expect("add");
+    meta.set_member("stamps", "stamped", Role::Admin)
+        .await
+        .expect("raise");
+    assert_eq!(
+        stamp("stamped").await,
+        Some((id.clone(), 3)),
+        "added and raised"
+    );
+    meta.set_member("stamps", "stamped", Role::Guest)
+        .await
+        .expect("lower");
+    assert_eq!(stamp("stamped").await, Some((id.clone(), 4)), "lowered");
+    assert!(
+        meta.remove_member("stamps", "stamped")
+            .await
+            .expect("remove")
+    );
+    assert_eq!(stamp("stamped").await, Some((id.clone(), 5)), "removed");
+    assert!(
+        !meta
+            .remove_member("stamps", "stamped")
+            .await
+            .expect("again")
+    );
+    assert_eq!(
+        stamp("stamped").await,
+        Some((id.clone(), 5)),
+        "nothing removed"
+    );
+
+    // A deleted project stops the tokens of its members and robots; others keep theirs.
+    meta.set_member("stamps", "stamped", Role::Developer)
+        .await
+        .expect("add");
+    meta.create_user(&user("outsider"), None)
+        .await
+        .expect("user");
+    let robot = RobotRecord {
+        id: "id-of-robot-stamps".into(),
+        name: "stamps-ci".into(),
+        secret_hash: "$argon2id$robot".into(),
+        permissions: vec![RobotPermission {
+            project: "stamps".into(),
+            actions: vec!["pull".into()],
+        }],
+        expires_at: None,
+        disabled: false,
+        created_at: 1,
+        token_stamp: 0,
+    };
+    meta.create_robot(&robot).await.expect("robot");
+    assert!(meta.delete_project("stamps").await.expect("delete"));
+    assert_eq!(
+        stamp("stamped").await,
+        Some((id.clone(), 6)),
+        "project deleted"
+    );
+    assert_eq!(
+        robot_stamp("stamps-ci").await,
+        Some(("id-of-robot-stamps".into(), 1))
+    );
+    assert_eq!(stamp("outsider").await, Some(("id-of-outsider".into(), 0)));
+    assert!(
+        meta.set_robot_disabled("stamps-ci", true)
+            .await
+            .expect("disable")
+    );
+    assert_eq!(
+        robot_stamp("stamps-ci").await,
+        Some(("id-of-robot-stamps".into(), 2))
+    );
+
+    // The same name again is another account: another id.
+    assert!(meta.delete_user("stamped").await.expect("delete"));
+    let again = UserRecord {
+        id: "id-of-stamped-again".into(),
+        ..user("stamped")
+    };
+    meta.create_user(&again, None).await.expect("again");
+    assert_eq!(
+        stamp("stamped").await,
+        Some(("id-of-stamped-again".into(), 0))
+    );
+    // Ids are unique.
+    let twin = UserRecord {
+        name: "twin".into(),
+        ..again
+    };
+    let err = meta.create_user(&twin, None).await.expect_err("same id");
+    assert!(matches!(err, MetaError::Conflict(_)), "{err}");
+
+    for name in ["stamped", "outsider"] {
+        assert!(meta.delete_user(name).await.expect("clean up"));
+    }
+    assert!(meta.delete_robot("stamps-ci").await.expect("clean up"));
+    assert!(meta.delete_project("stamped").await.expect("clean up"));
 }
 
 fn project(name: &str, public: bool, owner: Option<&str>) -> ProjectRecord {
@@ -585,6 +743,7 @@ async fn accounts(meta: &dyn MetaStore) {
 
     // Robots.
     let robot = RobotRecord {
+        id: "id-of-robot-ci".into(),
         name: "ci".into(),
         secret_hash: "$argon2id$robot".into(),
         permissions: vec![
@@ -600,12 +759,14 @@ async fn accounts(meta: &dyn MetaStore) {
         expires_at: Some(2_000_000_000),
         disabled: false,
         created_at: 1,
+        token_stamp: 0,
     };
     meta.create_robot(&robot).await.expect("robot");
     assert_eq!(meta.robot("ci").await.expect("robot"), Some(robot.clone()));
     let err = meta.create_robot(&robot).await.expect_err("taken");
     assert!(matches!(err, MetaError::Conflict(_)), "{err}");
     let stray = RobotRecord {
+        id: "id-of-robot-stray".into(),
         name: "stray".into(),
         permissions: vec![RobotPermission {
             project: "nope".into(),

@@ -406,11 +406,13 @@ async fn tags_move_while_deleted(replicas: &Arc<Vec<PostgresMeta>>, round: usize
 
 fn user(name: &str) -> UserRecord {
     UserRecord {
+        id: format!("id-of-{name}"),
         name: name.to_string(),
         password_hash: "$argon2id$race".to_string(),
         system_admin: false,
         disabled: false,
         created_at: 1,
+        token_stamp: 0,
     }
 }
 

@@ -8,6 +8,7 @@ mod manifest;
 pub mod media_type;
 mod name;
 mod reference;
+pub mod text;
 
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest, parse_manifest};

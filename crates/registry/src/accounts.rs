@@ -6,6 +6,7 @@ use berth_oci::Repository;
 
 use crate::passwords::{generate_secret, hash_password, verify_password_in};
 use crate::permissions::{Actions, Subject, allowed};
+use crate::token::AccountClaim;
 use crate::{Error, Principal, Registry, Result};
 
 /// The first account of an empty registry.
@@ -13,11 +14,32 @@ pub const ADMIN_USER: &str = "admin";
 /// Basic-auth usernames of robot accounts start with this (as in Harbor): `robot$ci`.
 pub const ROBOT_PREFIX: &str = "robot$";
 
-/// Names no account or personal namespace may take.
-pub const RESERVED_NAMES: [&str; 12] = [
-    "admin", "api", "auth", "library", "root", "robot", "system", "v2", "berth", "registry",
-    "public", "static",
+/// Names of the registry's own routes and roles, and the audit log's label for callers
+/// without an account: no one but a system administrator may take them for an account or a
+/// project (a system administrator may, e.g. `library` for mirrored official images), and no
+/// one may name an account `anonymous` ([`ANONYMOUS`]).
+pub const RESERVED_NAMES: [&str; 17] = [
+    "admin",
+    "anonymous",
+    "api",
+    "auth",
+    "berth",
+    "library",
+    "login",
+    "logout",
+    "public",
+    "registry",
+    "robot",
+    "root",
+    "signup",
+    "static",
+    "system",
+    "ui",
+    "v2",
 ];
+
+/// The actor the audit log names for a caller without an account.
+pub const ANONYMOUS: &str = "anonymous";
 
 /// How the first administrator got its password.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,11 +67,13 @@ impl Registry {
             }
         };
         let user = UserRecord {
+            id: new_account_id(),
             name: ADMIN_USER.to_string(),
             password_hash: hash(password).await?,
             system_admin: true,
             disabled: false,
             created_at: unix_now(),
+            token_stamp: 0,
         };
         match self.meta.create_user(&user, None).await {
             Ok(()) => Ok(outcome),
@@ -60,7 +84,8 @@ impl Registry {
     }
 
     /// Creates an account and its personal namespace (a project named after it, public or
-    /// not), as Docker Hub does.
+    /// not), as Docker Hub does: sign-up, where the name must be free of reserved words and
+    /// of projects.
     pub async fn create_account(
         &self,
         name: &str,
@@ -69,22 +94,37 @@ impl Registry {
         public_namespace: bool,
     ) -> Result<()> {
         validate_account_name(name)?;
+        self.insert_account(name, password, system_admin, Some(public_namespace))
+            .await
+    }
+
+    /// Creates an account with a new id, and its personal namespace when `namespace` says
+    /// whether that is public.
+    pub(crate) async fn insert_account(
+        &self,
+        name: &str,
+        password: &str,
+        system_admin: bool,
+        namespace: Option<bool>,
+    ) -> Result<()> {
         let now = unix_now();
         let user = UserRecord {
+            id: new_account_id(),
             name: name.to_string(),
             password_hash: hash(password.to_string()).await?,
             system_admin,
             disabled: false,
             created_at: now,
+            token_stamp: 0,
         };
-        let personal = ProjectRecord {
+        let personal = namespace.map(|public| ProjectRecord {
             name: name.to_string(),
-            public: public_namespace,
+            public,
             owner: Some(name.to_string()),
             created_at: now,
-        };
+        });
         self.meta
-            .create_user(&user, Some(&personal))
+            .create_user(&user, personal.as_ref())
             .await
             .map_err(|e| match e {
                 berth_meta::MetaError::Conflict(_) => {
@@ -97,6 +137,18 @@ impl Registry {
     /// Checks a username and password (or `robot$<name>` and its secret). `None` when they do
     /// not match, the account is disabled or the robot expired; which of these is not told.
     pub async fn authenticate(&self, username: &str, password: &str) -> Result<Option<Principal>> {
+        Ok(self
+            .authenticate_account(username, password)
+            .await?
+            .map(|(principal, _)| principal))
+    }
+
+    /// As [`Registry::authenticate`], with what a token issued to the account must carry.
+    pub async fn authenticate_account(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<(Principal, AccountClaim)>> {
         // Every refusal costs one password check, like a wrong password for a live account,
         // so that timing tells apart neither names nor disabled and expired accounts.
         if let Some(robot) = username.strip_prefix(ROBOT_PREFIX) {
@@ -109,10 +161,15 @@ impl Registry {
             if r.disabled || expired || !matches {
                 return Ok(None);
             }
-            return Ok(Some(Principal::Robot {
+            let claim = AccountClaim {
+                id: r.id,
+                stamp: r.token_stamp,
+            };
+            let principal = Principal::Robot {
                 name: r.name,
                 permissions: r.permissions,
-            }));
+            };
+            return Ok(Some((principal, claim)));
         }
         let Some(u) = self.meta.user(username).await? else {
             let _ = verify(password, dummy_hash()?).await?;
@@ -122,10 +179,15 @@ impl Registry {
         if u.disabled || !matches {
             return Ok(None);
         }
-        Ok(Some(Principal::User {
+        let claim = AccountClaim {
+            id: u.id,
+            stamp: u.token_stamp,
+        };
+        let principal = Principal::User {
             name: u.name,
             system_admin: u.system_admin,
-        }))
+        };
+        Ok(Some((principal, claim)))
     }
 
     /// What `who` may do on `repository`'s project.
@@ -163,18 +225,63 @@ fn robot_actions<'a>(permissions: &'a [RobotPermission], project: &str) -> Optio
 /// An account name is a project name (it becomes the personal namespace): one repository path
 /// component, at most 64 characters, and not reserved.
 pub fn validate_account_name(name: &str) -> Result<()> {
-    let valid = name.len() <= 64 && !name.contains('/') && name.parse::<Repository>().is_ok();
-    if !valid {
-        return Err(Error::Invalid(format!(
-            "invalid account name {:?}: lowercase letters, digits and . _ - between them, at most \
-             64 characters",
-            name.chars().take(80).collect::<String>()
-        )));
-    }
+    validate_name_grammar("account", name)?;
     if RESERVED_NAMES.contains(&name) {
-        return Err(Error::Invalid(format!("the name {name:?} is reserved")));
+        return Err(reserved(name));
     }
     Ok(())
+}
+
+/// Whether `name` is a valid account, robot or project name: one repository path component
+/// (lowercase letters, digits and `.`, `_`, `-` between them), at most 64 characters.
+pub fn is_valid_name(name: &str) -> bool {
+    name.len() <= 64 && !name.contains('/') && name.parse::<Repository>().is_ok()
+}
+
+/// Refuses a name that [`is_valid_name`] does not take; the message shows it escaped and cut.
+pub(crate) fn validate_name_grammar(kind: &str, name: &str) -> Result<()> {
+    if is_valid_name(name) {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "invalid {kind} name \"{}\": lowercase letters, digits and . _ - between them, at \
+         most 64 characters",
+        crate::audit::escape_control(&name.chars().take(80).collect::<String>())
+    )))
+}
+
+/// Passwords have at least 8 characters.
+pub fn validate_password(password: &str) -> Result<()> {
+    if password.len() < 8 {
+        return Err(Error::Invalid(
+            "passwords have at least 8 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn reserved(name: &str) -> Error {
+    Error::Invalid(format!(
+        "the name {name:?} is reserved (only a system administrator may use it)"
+    ))
+}
+
+/// Whether a login name (`robot$name` or an account name) is one an account could have:
+/// anything else is refused before a password is checked, a limit counted or a log written.
+pub fn is_login_name(username: &str) -> bool {
+    is_valid_name(username.strip_prefix(ROBOT_PREFIX).unwrap_or(username))
+}
+
+/// A new account id: 128 random bits in hex, never reused.
+pub(crate) fn new_account_id() -> String {
+    use argon2::password_hash::rand_core::{OsRng, RngCore as _};
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    hex_lower(&bytes)
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An argon2id hash of a random password nobody knows, checked when a username is unknown.
@@ -293,20 +400,31 @@ impl Registry {
         Ok(self.meta.project(repository.project()).await?.is_some())
     }
 
-    /// The account behind a token's subject, as it is now (it may have been disabled or
-    /// removed since the token was issued).
-    pub async fn principal_of(&self, username: &str) -> Result<Option<Principal>> {
+    /// The account a token was issued to, as it is now: `None` when it is disabled, expired
+    /// or removed, when the name now belongs to another account (another id), or when its
+    /// token stamp has moved on since (a password change, a lowered role, ...). A token
+    /// without an account claim names no account and is refused.
+    pub async fn principal_of_token(
+        &self,
+        username: &str,
+        claim: Option<&AccountClaim>,
+    ) -> Result<Option<Principal>> {
+        let Some(claim) = claim else {
+            return Ok(None);
+        };
         if let Some(robot) = username.strip_prefix(ROBOT_PREFIX) {
             return Ok(self.meta.robot(robot).await?.and_then(|r| {
                 let expired = r.expires_at.is_some_and(|t| t <= unix_now());
-                (!r.disabled && !expired).then_some(Principal::Robot {
+                let current = r.id == claim.id && r.token_stamp == claim.stamp;
+                (current && !r.disabled && !expired).then_some(Principal::Robot {
                     name: r.name,
                     permissions: r.permissions,
                 })
             }));
         }
         Ok(self.meta.user(username).await?.and_then(|u| {
-            (!u.disabled).then_some(Principal::User {
+            let current = u.id == claim.id && u.token_stamp == claim.stamp;
+            (current && !u.disabled).then_some(Principal::User {
                 name: u.name,
                 system_admin: u.system_admin,
             })

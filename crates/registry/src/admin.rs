@@ -5,7 +5,10 @@
 use berth_meta::{ProjectRecord, RobotPermission, RobotRecord, Role, UserRecord, unix_now};
 use berth_oci::Repository;
 
-use crate::accounts::{ROBOT_PREFIX, hash, validate_account_name};
+use crate::accounts::{
+    ANONYMOUS, RESERVED_NAMES, ROBOT_PREFIX, hash, new_account_id, reserved, validate_name_grammar,
+    validate_password,
+};
 use crate::passwords::generate_secret;
 use crate::{Error, Principal, Registry, Result};
 
@@ -47,19 +50,6 @@ fn require_account(who: &Principal) -> Result<&str> {
     }
 }
 
-fn validate_project_name(name: &str) -> Result<()> {
-    let ok = !name.contains('/') && name.len() <= 64 && name.parse::<Repository>().is_ok();
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invalid project name {:?}: lowercase letters, digits and . _ - between them, at most \
-             64 characters",
-            name.chars().take(80).collect::<String>()
-        )))
-    }
-}
-
 fn not_found(what: &str, name: &str) -> Error {
     Error::Meta(berth_meta::MetaError::NotFound(format!("{what} {name:?}")))
 }
@@ -90,15 +80,50 @@ impl Registry {
         Ok(record)
     }
 
+    /// Creates an account with a private personal namespace; returns the namespace's name,
+    /// or `None` when a project of that name exists already (made before the account: it stays
+    /// whose it was, and the account gets no namespace). A system administrator may use a
+    /// reserved word, but never `anonymous`, the audit log's name for callers without one.
     pub async fn admin_create_user(
         &self,
         who: &Principal,
         name: &str,
         password: &str,
         make_admin: bool,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         require_system_admin(who)?;
-        self.create_account(name, password, make_admin, false).await
+        validate_name_grammar("account", name)?;
+        if name == ANONYMOUS {
+            return Err(Error::Invalid(format!(
+                "the name {ANONYMOUS:?} is what the audit log calls callers without an account"
+            )));
+        }
+        validate_password(password)?;
+        let namespace_free = self.meta.project(name).await?.is_none();
+        self.insert_account(name, password, make_admin, namespace_free.then_some(false))
+            .await?;
+        Ok(namespace_free.then(|| name.to_string()))
+    }
+
+    /// Refuses a project name `who` may not take: reserved words and another account's
+    /// personal namespace (its name, even while no such project exists) are for system
+    /// administrators (and that account) only.
+    pub async fn may_create_project(&self, who: &Principal, name: &str) -> Result<()> {
+        let me = require_account(who)?;
+        validate_name_grammar("project", name)?;
+        if system_admin(who) || me == name {
+            return Ok(());
+        }
+        if RESERVED_NAMES.contains(&name) {
+            return Err(reserved(name));
+        }
+        if self.meta.user(name).await?.is_some() {
+            return Err(Error::Denied(format!(
+                "{name:?} is the personal namespace of the account of that name: only it and \
+                 system administrators may create it"
+            )));
+        }
+        Ok(())
     }
 
     pub async fn admin_users(&self, who: &Principal) -> Result<Vec<UserRecord>> {
@@ -123,11 +148,7 @@ impl Registry {
         if me != name {
             require_system_admin(who)?;
         }
-        if password.len() < 8 {
-            return Err(Error::Invalid(
-                "passwords have at least 8 characters".into(),
-            ));
-        }
+        validate_password(password)?;
         let hash = hash(password.to_string()).await?;
         if !self.meta.set_password(name, &hash).await? {
             return Err(not_found("user", name));
@@ -143,7 +164,7 @@ impl Registry {
         public: bool,
     ) -> Result<()> {
         let me = require_account(who)?.to_string();
-        validate_project_name(name)?;
+        self.may_create_project(who, name).await?;
         let project = ProjectRecord {
             name: name.to_string(),
             public,
@@ -237,11 +258,8 @@ impl Registry {
         permissions: Vec<RobotPermission>,
         expires_at: Option<i64>,
     ) -> Result<NewRobot> {
-        validate_account_name(name).or_else(|e| match e {
-            // Robots live in their own namespace (`robot$…`): reserved words are fine there.
-            Error::Invalid(m) if m.contains("reserved") => Ok(()),
-            other => Err(other),
-        })?;
+        // Robots live in their own namespace (`robot$…`): reserved words are fine there.
+        validate_name_grammar("robot", name)?;
         if permissions.is_empty() {
             return Err(Error::Invalid(
                 "a robot account needs at least one project".into(),
@@ -265,12 +283,14 @@ impl Registry {
         let secret_hash = hash(secret.clone()).await?;
         self.meta
             .create_robot(&RobotRecord {
+                id: new_account_id(),
                 name: name.to_string(),
                 secret_hash,
                 permissions,
                 expires_at,
                 disabled: false,
                 created_at: unix_now(),
+                token_stamp: 0,
             })
             .await?;
         Ok(NewRobot {

@@ -49,10 +49,12 @@ pub enum AuditAction {
     ProjectSettings,
     /// A tag deleted by the project's retention policy.
     RetentionDelete,
+    /// A token granting the management API (`registry:management:*`) was issued.
+    TokenManagement,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 22] = [
+    pub const ALL: [AuditAction; 23] = [
         AuditAction::Push,
         AuditAction::Pull,
         AuditAction::DeleteTag,
@@ -75,6 +77,7 @@ impl AuditAction {
         AuditAction::GarbageCollection,
         AuditAction::ProjectSettings,
         AuditAction::RetentionDelete,
+        AuditAction::TokenManagement,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -101,6 +104,7 @@ impl AuditAction {
             AuditAction::GarbageCollection => "gc",
             AuditAction::ProjectSettings => "project.settings",
             AuditAction::RetentionDelete => "retention.delete",
+            AuditAction::TokenManagement => "token.management",
         }
     }
 }
@@ -164,10 +168,12 @@ impl Audit {
     }
 }
 
+pub use berth_oci::text::escape_control;
+
 /// How a principal appears in the log.
 pub fn actor_name(who: &Principal) -> String {
     match who {
-        Principal::Anonymous => "anonymous".into(),
+        Principal::Anonymous => crate::accounts::ANONYMOUS.into(),
         Principal::User { name, .. } => name.clone(),
         Principal::Robot { name, .. } => format!("{ROBOT_PREFIX}{name}"),
     }

@@ -245,7 +245,23 @@ pub struct Claims {
     pub jti: String,
     #[serde(default)]
     pub access: Vec<ResourceAccess>,
+    /// berth's own claim: the account's immutable id and token stamp when the token was
+    /// issued. The server refuses the token once the account is gone, re-created under the
+    /// same name, or its stamp has moved on (`Registry::principal_of_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountClaim>,
 }
+
+/// Which account a token was issued to, beyond its name (see [`Claims::account`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountClaim {
+    pub id: String,
+    pub stamp: i64,
+}
+
+/// The resource type and name of the management API's scope (`registry:management:*`),
+/// which `berth admin` asks for and a repository-scoped token lacks.
+pub const MANAGEMENT_SCOPE: (&str, &str) = ("registry", "management");
 
 impl Claims {
     /// Whether the token grants `action` on the resource. An entry whose actions include `*`
@@ -341,6 +357,17 @@ impl TokenIssuer {
         access: Vec<ResourceAccess>,
         now: SystemTime,
     ) -> Result<IssuedToken> {
+        self.issue_to(subject, None, access, now)
+    }
+
+    /// As [`TokenIssuer::issue`], naming the account by its id and stamp as well.
+    pub fn issue_to(
+        &self,
+        subject: &str,
+        account: Option<AccountClaim>,
+        access: Vec<ResourceAccess>,
+        now: SystemTime,
+    ) -> Result<IssuedToken> {
         let now = unix_secs(now)?;
         let lifetime = self.lifetime.as_secs();
         let claims = Claims {
@@ -352,6 +379,7 @@ impl TokenIssuer {
             iat: now,
             jti: self.random_id()?,
             access,
+            account,
         };
         let header = Header {
             alg: ALGORITHM,
@@ -670,6 +698,36 @@ mod tests {
         );
         // Fixed-size r || s, not DER.
         assert_eq!(URL_SAFE_NO_PAD.decode(signature).expect("sig").len(), 64);
+    }
+
+    #[test]
+    fn the_account_claim_round_trips_and_is_absent_when_not_given() {
+        let issuer = issuer();
+        let account = AccountClaim {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            stamp: 7,
+        };
+        let issued = issuer
+            .issue_to("alice", Some(account.clone()), web_access(), at(NOW))
+            .expect("issue");
+        let claims = issuer
+            .verifier()
+            .verify(&issued.token, at(NOW))
+            .expect("verify");
+        assert_eq!(claims.account, Some(account));
+        let (_, payload, _) = parts(&issued.token);
+        let payload: serde_json::Value = serde_json::from_slice(&payload).expect("json");
+        assert_eq!(
+            payload["account"],
+            serde_json::json!({"id": "0123456789abcdef0123456789abcdef", "stamp": 7})
+        );
+
+        let plain = issuer.issue("alice", vec![], at(NOW)).expect("issue");
+        let (_, payload, _) = parts(&plain.token);
+        let payload: serde_json::Value = serde_json::from_slice(&payload).expect("json");
+        assert!(payload.get("account").is_none(), "{payload}");
+        let claims = issuer.verifier().verify(&plain.token, at(NOW)).expect("ok");
+        assert_eq!(claims.account, None);
     }
 
     #[test]
@@ -1090,6 +1148,7 @@ mod tests {
                     actions: vec!["*".into()],
                 },
             ],
+            account: None,
         };
         assert!(claims.allows("repository", "team/web", "pull"));
         assert!(claims.allows("repository", "team/web", "push"));

@@ -185,6 +185,7 @@ async fn logins_roles_and_robots_from_the_database() {
 
     // Robots: their grants only, never after expiry or disabling.
     let robot = |name: &str, expires_at| RobotRecord {
+        id: format!("id-of-{name}"),
         name: name.into(),
         secret_hash: hash_password("s3cret").expect("hash"),
         permissions: vec![RobotPermission {
@@ -194,6 +195,7 @@ async fn logins_roles_and_robots_from_the_database() {
         expires_at,
         disabled: false,
         created_at: 0,
+        token_stamp: 0,
     };
     meta.create_robot(&robot("ci", None)).await.expect("robot");
     meta.create_robot(&robot("old", Some(1)))

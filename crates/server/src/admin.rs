@@ -37,8 +37,11 @@ const OPENAPI_PATH: &str = "/api/v1/openapi.json";
     info(
         title = "berth management API",
         description = "Users, projects, members, robot accounts and the audit log of a berth \
-                       registry. Authenticate with HTTP Basic (a user, or `robot$name` and its \
-                       secret) or with a Bearer token from `/auth/token`.",
+                       registry. Authenticate with HTTP Basic (a user's name and password) or with \
+                       a Bearer token from `/auth/token` that grants the management scope \
+                       `registry:management:*` (asked for with account credentials or a \
+                       refresh token; a repository-scoped token gets 403 `insufficient_scope`). \
+                       Robot accounts get 403 on every route here.",
     ),
     modifiers(&Security),
     security(("basic" = []), ("bearer" = [])),
@@ -125,7 +128,8 @@ async fn caller(app: &App, headers: &HeaderMap, peer: Peer) -> Result<Principal,
             "the management API needs [auth] enabled = true".into(),
         ));
     }
-    let principal = auth::authenticate(app, headers, peer).await?.principal();
+    let caller = auth::authenticate(app, headers, peer).await?;
+    let principal = caller.principal();
     if principal == Principal::Anonymous {
         return Err(auth::unauthorized(
             app,
@@ -133,6 +137,14 @@ async fn caller(app: &App, headers: &HeaderMap, peer: Peer) -> Result<Principal,
             None,
             "authentication required",
         ));
+    }
+    if matches!(principal, Principal::Robot { .. }) {
+        return Err(ApiError::Registry(berth_registry::Error::Denied(
+            "robot accounts cannot use the management API".into(),
+        )));
+    }
+    if !caller.has_management_scope() {
+        return Err(auth::insufficient_management_scope(app, headers));
     }
     Ok(principal)
 }
@@ -190,6 +202,16 @@ struct NewUser {
     /// A system administrator.
     #[serde(default)]
     admin: bool,
+}
+
+/// An account just created, and its personal namespace.
+#[derive(Serialize, ToSchema)]
+struct NewUserCreated {
+    #[serde(flatten)]
+    user: User,
+    /// The personal namespace made for it (private); `null` when a project of the account's
+    /// name existed before it, which stays as it was.
+    namespace: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -366,7 +388,7 @@ struct AuditEntry {
 
 /// Create an account (system administrators).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
-    responses((status = 201, body = User), (status = 400, body = Errors),
+    responses((status = 201, body = NewUserCreated), (status = 400, body = Errors),
               (status = 401, body = Errors), (status = 403, body = Errors),
               (status = 409, description = "The name is taken", body = Errors)))]
 async fn create_user(
@@ -377,16 +399,27 @@ async fn create_user(
 ) -> ApiResult {
     let who = caller(&app, &headers, peer).await?;
     let u: NewUser = body(&bytes)?;
-    app.registry()
+    let namespace = app
+        .registry()
         .admin_create_user(&who, &u.name, &u.password, u.admin)
         .await?;
-    let event = Audit::new(AuditAction::UserCreate, &u.name).detail(format!("admin={}", u.admin));
+    let detail = match &namespace {
+        Some(_) => format!("admin={}", u.admin),
+        None => format!(
+            "admin={} namespace=none (a project of that name exists)",
+            u.admin
+        ),
+    };
+    let event = Audit::new(AuditAction::UserCreate, &u.name).detail(detail);
     record(&app, &who, peer, event).await;
-    Ok(created(User {
-        name: u.name,
-        admin: u.admin,
-        disabled: false,
-        created_at: berth_meta::unix_now(),
+    Ok(created(NewUserCreated {
+        user: User {
+            name: u.name,
+            admin: u.admin,
+            disabled: false,
+            created_at: berth_meta::unix_now(),
+        },
+        namespace,
     }))
 }
 
@@ -774,11 +807,7 @@ async fn signup(State(app): State<App>, peer: Peer, bytes: axum::body::Bytes) ->
         )));
     }
     let s: Signup = body(&bytes)?;
-    if s.password.len() < 8 {
-        return Err(ApiError::Registry(berth_registry::Error::Invalid(
-            "passwords have at least 8 characters".into(),
-        )));
-    }
+    berth_registry::accounts::validate_password(&s.password)?;
     let public = s.public.unwrap_or(true);
     app.registry()
         .create_account(&s.name, &s.password, false, public)

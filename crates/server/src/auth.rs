@@ -14,8 +14,12 @@ use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use berth_oci::Repository;
+use berth_registry::accounts::is_login_name;
+use berth_registry::audit::escape_control;
 use berth_registry::permissions::Actions;
-use berth_registry::token::{Claims, ResourceAccess, SigningKey, TokenIssuer, TokenVerifier};
+use berth_registry::token::{
+    AccountClaim, Claims, MANAGEMENT_SCOPE, ResourceAccess, SigningKey, TokenIssuer, TokenVerifier,
+};
 use berth_registry::{Action, Audit, AuditAction, Principal};
 use http::request::Parts;
 use http::{HeaderMap, header};
@@ -60,8 +64,9 @@ impl Tokens {
 #[derive(Clone, Debug)]
 pub enum Caller {
     Anonymous,
-    /// Basic credentials, checked.
-    Account(Principal),
+    /// Basic credentials, checked (or a refresh token, at the token endpoint), with what a
+    /// token issued to the account must carry.
+    Account(Principal, AccountClaim),
     /// A verified token: what it grants, and whose it is (for the catalog).
     Token {
         claims: Claims,
@@ -73,7 +78,19 @@ impl Caller {
     pub fn principal(&self) -> Principal {
         match self {
             Caller::Anonymous => Principal::Anonymous,
-            Caller::Account(p) | Caller::Token { principal: p, .. } => p.clone(),
+            Caller::Account(p, _) | Caller::Token { principal: p, .. } => p.clone(),
+        }
+    }
+
+    /// Whether the caller may use the management API: account credentials may, a token only
+    /// when it was granted the management scope (`registry:management:*`).
+    pub fn has_management_scope(&self) -> bool {
+        match self {
+            Caller::Anonymous => false,
+            Caller::Account(..) => true,
+            Caller::Token { claims, .. } => {
+                claims.allows(MANAGEMENT_SCOPE.0, MANAGEMENT_SCOPE.1, "*")
+            }
         }
     }
 }
@@ -94,7 +111,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap, peer: Peer) -> Result<
     let text = value.to_str().unwrap_or_default();
     if let Some((user, password)) = basic_credentials(text) {
         return match check_password(app, &user, &password, peer).await? {
-            Some(p) => Ok(Caller::Account(p)),
+            Some((p, claim)) => Ok(Caller::Account(p, claim)),
             None => Err(unauthorized(
                 app,
                 headers,
@@ -129,14 +146,19 @@ pub async fn authenticate(app: &App, headers: &HeaderMap, peer: Peer) -> Result<
     let principal = if claims.sub.is_empty() {
         Principal::Anonymous
     } else {
-        match app.registry().principal_of(&claims.sub).await? {
+        let current = app
+            .registry()
+            .principal_of_token(&claims.sub, claims.account.as_ref())
+            .await?;
+        match current {
             Some(p) => p,
             None => {
                 return Err(unauthorized(
                     app,
                     headers,
                     None,
-                    "the token's account is gone",
+                    "the token was revoked (a password or role change, a disabled or removed \
+                     account): log in again",
                 ));
             }
         }
@@ -177,12 +199,21 @@ impl Peer {
 
 /// Checks a password through the login limiter: a locked account or address is refused
 /// before any hashing work (429 with `Retry-After`); failures and successes are recorded.
+/// A user name no account can have (`is_login_name`) fails without a password check, and is
+/// logged escaped (a newline or an escape sequence in it must not reach a terminal).
 async fn check_password(
     app: &App,
     user: &str,
     password: &str,
     peer: Peer,
-) -> Result<Option<Principal>, ApiError> {
+) -> Result<Option<(Principal, AccountClaim)>, ApiError> {
+    let shown;
+    let (user, valid_name) = if is_login_name(user) {
+        (user, true)
+    } else {
+        shown = escape_control(&user.chars().take(80).collect::<String>());
+        (shown.as_str(), false)
+    };
     let address = peer.0.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let limiter = app.login_limiter();
     let now = login_limit::now_millis();
@@ -195,7 +226,11 @@ async fn check_password(
         }
         Err(LimitError::Meta(e)) => return Err(berth_registry::Error::from(e).into()),
     };
-    let found = app.registry().authenticate(user, password).await?;
+    let found = if valid_name {
+        app.registry().authenticate_account(user, password).await?
+    } else {
+        None
+    };
     let now = login_limit::now_millis();
     match &found {
         Some(_) => limiter
@@ -206,8 +241,12 @@ async fn check_password(
             tracing::info!(account = user, %address, "failed login");
             // Requests refused during a lock-out (above) are not recorded: they cost nothing,
             // and an attacker must not be able to fill the log.
-            let event = Audit::new(AuditAction::LoginFailed, user)
-                .detail("incorrect username or password, or a disabled account");
+            let reason = if valid_name {
+                "incorrect username or password, or a disabled account"
+            } else {
+                "a user name no account can have (shown escaped)"
+            };
+            let event = Audit::new(AuditAction::LoginFailed, user).detail(reason);
             app.registry().record(user, peer.0, event).await;
             // The limiter logs a lock-out itself; the answer says when to try again.
             let locked = limiter
@@ -255,7 +294,7 @@ pub async fn check(
             }
             Err(unauthorized(app, headers, scope, "authentication required"))
         }
-        Caller::Account(_) => {
+        Caller::Account(..) => {
             if allowed(app, caller, repository).await?.allows(action) {
                 return Ok(());
             }
@@ -280,6 +319,13 @@ pub async fn allowed(
         && app.config().auth.auto_create_projects
         && matches!(principal, Principal::User { .. })
         && !app.registry().project_exists(repository).await?
+        // The same names a user may not create through the API (reserved words, another
+        // account's namespace) are not created by a push either.
+        && app
+            .registry()
+            .may_create_project(&principal, repository.project())
+            .await
+            .is_ok()
     {
         return Ok(Actions {
             pull: true,
@@ -319,6 +365,26 @@ pub fn unauthorized(
     }
     ApiError::Unauthorized {
         message: message.to_string(),
+        challenge,
+    }
+}
+
+/// A 403 for a token without the management scope (a repository-scoped token on
+/// `/api/v1/...`): its challenge names the scope to ask `/auth/token` for.
+pub fn insufficient_management_scope(app: &App, headers: &HeaderMap) -> ApiError {
+    let (kind, name) = MANAGEMENT_SCOPE;
+    let mut challenge = match unauthorized(app, headers, None, "") {
+        ApiError::Unauthorized { challenge, .. } => challenge,
+        _ => String::new(),
+    };
+    challenge.push_str(&format!(
+        ",scope=\"{kind}:{name}:*\",error=\"insufficient_scope\""
+    ));
+    ApiError::InsufficientScope {
+        message: format!(
+            "insufficient_scope: this token does not grant the management API; ask the token \
+             endpoint for scope {kind}:{name}:* with account credentials"
+        ),
         challenge,
     }
 }
@@ -365,7 +431,7 @@ pub async fn token_get(
         None => Ok(Caller::Anonymous),
         Some(_) => match authenticate(&app, &headers, peer).await {
             // Only account credentials log in here; a token is not a login.
-            Ok(c @ Caller::Account(_)) => Ok(c),
+            Ok(c @ Caller::Account(..)) => Ok(c),
             Ok(_) => Err(token_error("invalid credentials")),
             Err(ApiError::Unauthorized { .. }) => {
                 Err(token_error("incorrect username or password"))
@@ -375,7 +441,7 @@ pub async fn token_get(
     };
     let offline = get("offline_token") == Some("true");
     match caller {
-        Ok(caller) => issue(&app, get("service"), &caller, &scopes, offline).await,
+        Ok(caller) => issue(&app, get("service"), &caller, &scopes, offline, peer).await,
         Err(response) => response,
     }
 }
@@ -405,7 +471,7 @@ pub async fn token_post(
                 return token_error("username and password are required");
             };
             match check_password(&app, user, password, peer).await {
-                Ok(Some(p)) => Caller::Account(p),
+                Ok(Some((p, claim))) => Caller::Account(p, claim),
                 Ok(None) => return token_error("incorrect username or password"),
                 Err(e) => return e.into_response(),
             }
@@ -418,23 +484,40 @@ pub async fn token_post(
             let Ok(claims) = tokens.refresh_verifier.verify(refresh, SystemTime::now()) else {
                 return token_error("invalid refresh token");
             };
-            match app.registry().principal_of(&claims.sub).await {
-                Ok(Some(p)) => Caller::Account(p),
-                Ok(None) => {
+            let current = app
+                .registry()
+                .principal_of_token(&claims.sub, claims.account.as_ref())
+                .await;
+            match (current, claims.account) {
+                (Ok(Some(p)), Some(claim)) => Caller::Account(p, claim),
+                (Ok(_), _) => {
                     // A login by a known account that may no longer log in (a validly signed
                     // refresh token: this cannot be sent in bulk by a stranger).
-                    let event = Audit::new(AuditAction::LoginFailed, &claims.sub)
-                        .detail("account disabled, expired or removed (refresh token)");
+                    let event = Audit::new(AuditAction::LoginFailed, &claims.sub).detail(
+                        "refresh token revoked: password or role changed, account disabled, \
+                         expired, removed or created again",
+                    );
                     app.registry().record(&claims.sub, peer.0, event).await;
-                    return token_error("the refresh token's account is gone");
+                    return token_error(
+                        "the refresh token was revoked (a password or role change, a disabled \
+                         or removed account): log in again",
+                    );
                 }
-                Err(e) => return ApiError::from(e).into_response(),
+                (Err(e), _) => return ApiError::from(e).into_response(),
             }
         }
         _ => return token_error("unsupported grant_type"),
     };
     let offline = form.access_type.as_deref() == Some("offline");
-    issue(&app, form.service.as_deref(), &caller, &scopes, offline).await
+    issue(
+        &app,
+        form.service.as_deref(),
+        &caller,
+        &scopes,
+        offline,
+        peer,
+    )
+    .await
 }
 
 fn token_error(message: &str) -> Response {
@@ -453,6 +536,7 @@ async fn issue(
     caller: &Caller,
     scopes: &[&str],
     offline: bool,
+    peer: Peer,
 ) -> Response {
     let Some(tokens) = app.tokens() else {
         return token_error("this registry issues no tokens");
@@ -463,12 +547,20 @@ async fn issue(
         return token_error("unknown service");
     }
     let mut access: Vec<ResourceAccess> = Vec::new();
+    let mut management = false;
     for scope in scopes.iter().take(32) {
         let mut parts = scope.splitn(3, ':');
         let (Some(kind), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next())
         else {
             continue;
         };
+        if (kind, name) == MANAGEMENT_SCOPE {
+            // Account credentials only (a password or a refresh token), never a robot's: the
+            // management API acts as the whole account.
+            management = matches!(caller, Caller::Account(Principal::User { .. }, _))
+                && actions.split(',').any(|a| a == "*");
+            continue;
+        }
         if kind != "repository" {
             continue;
         }
@@ -511,8 +603,22 @@ async fn issue(
             format!("{}{name}", berth_registry::accounts::ROBOT_PREFIX)
         }
     };
+    if management {
+        access.push(ResourceAccess {
+            resource_type: MANAGEMENT_SCOPE.0.into(),
+            name: MANAGEMENT_SCOPE.1.into(),
+            actions: vec!["*".into()],
+        });
+    }
+    let account = match caller {
+        Caller::Account(_, claim) => Some(claim.clone()),
+        _ => None,
+    };
     let now = SystemTime::now();
-    let issued = match tokens.issuer.issue(&subject, access, now) {
+    let issued = match tokens
+        .issuer
+        .issue_to(&subject, account.clone(), access, now)
+    {
         Ok(t) => t,
         Err(e) => {
             return ApiError::from(berth_registry::Error::Internal(e.to_string())).into_response();
@@ -525,13 +631,22 @@ async fn issue(
         "issued_at": issued.issued_at_text(),
     });
     if offline && !subject.is_empty() {
-        match tokens.refresh_issuer.issue(&subject, Vec::new(), now) {
+        match tokens
+            .refresh_issuer
+            .issue_to(&subject, account, Vec::new(), now)
+        {
             Ok(r) => body["refresh_token"] = r.token.into(),
             Err(e) => {
                 return ApiError::from(berth_registry::Error::Internal(e.to_string()))
                     .into_response();
             }
         }
+    }
+    if management {
+        let scope = format!("{}:{}:*", MANAGEMENT_SCOPE.0, MANAGEMENT_SCOPE.1);
+        let event = Audit::new(AuditAction::TokenManagement, scope)
+            .detail(format!("expires_in={}", issued.expires_in));
+        app.registry().record(&subject, peer.0, event).await;
     }
     axum::Json(body).into_response()
 }

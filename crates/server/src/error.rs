@@ -41,6 +41,10 @@ pub enum ApiError {
     /// No, bad or insufficient credentials: 401 with the challenge that says how to get them.
     #[error("{message}")]
     Unauthorized { message: String, challenge: String },
+    /// Authenticated, but the token lacks the scope (RFC 6750 3.1 `insufficient_scope`): 403
+    /// with the challenge naming the scope to ask for.
+    #[error("{message}")]
+    InsufficientScope { message: String, challenge: String },
 }
 
 impl From<NameError> for ApiError {
@@ -106,6 +110,7 @@ impl ApiError {
             ApiError::RouteUnknown(_) => ("UNSUPPORTED", S::NOT_FOUND),
             ApiError::MethodUnsupported(_) => ("UNSUPPORTED", S::METHOD_NOT_ALLOWED),
             ApiError::Unauthorized { .. } => ("UNAUTHORIZED", S::UNAUTHORIZED),
+            ApiError::InsufficientScope { .. } => ("DENIED", S::FORBIDDEN),
             ApiError::TooManyRequests { .. } | ApiError::TooManyUploads { .. } => {
                 ("TOOMANYREQUESTS", S::TOO_MANY_REQUESTS)
             }
@@ -211,7 +216,8 @@ impl IntoResponse for ApiError {
             ApiError::TooManyUploads { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
             }
-            ApiError::Unauthorized { challenge, .. } => {
+            ApiError::Unauthorized { challenge, .. }
+            | ApiError::InsufficientScope { challenge, .. } => {
                 if let Ok(v) = HeaderValue::from_str(challenge) {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }

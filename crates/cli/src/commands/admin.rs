@@ -255,8 +255,16 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         match args.command {
             AdminCommand::User(UserCommand::Add { name, admin, .. }) => {
                 let body = json!({"name": name, "password": password, "admin": admin});
-                call(Method::POST, "/api/v1/users".into(), Some(body)).await?;
-                println!("Created user {name}");
+                let created = call(Method::POST, "/api/v1/users".into(), Some(body)).await?;
+                match created["namespace"].as_str() {
+                    Some(namespace) => {
+                        println!("Created user {name} (private personal namespace {namespace})")
+                    }
+                    None => println!(
+                        "Created user {name}, without a personal namespace: a project named \
+                         {name} existed already and stays as it was"
+                    ),
+                }
             }
             AdminCommand::User(UserCommand::List) => {
                 let list = call(Method::GET, "/api/v1/users".into(), None).await?;
@@ -274,7 +282,10 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                     Some(body),
                 )
                 .await?;
-                println!("Password changed for {name}");
+                println!(
+                    "Password changed for {name}; every login and token of that account was \
+                     revoked"
+                );
             }
             AdminCommand::Project(ProjectCommand::Create { name, public }) => {
                 let body = json!({"name": name, "public": public});

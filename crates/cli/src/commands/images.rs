@@ -113,8 +113,20 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Columns padded to their widest cell plus three spaces, as docker aligns them.
+/// Prints `rows` (the first is the heading) in columns padded to their widest cell plus three
+/// spaces, as docker aligns them. Cells may come from a
+/// registry or a request (a failed login's user name in the audit log): control characters
+/// are written out (`\n`, `\x1b`), so no cell can start a row or send an escape sequence.
 pub fn print_table(rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| berth_oci::text::escape_control(c))
+                .collect()
+        })
+        .collect();
+    let rows = rows.as_slice();
     let columns = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {

@@ -818,6 +818,26 @@ fn admin_commands_roles_and_a_denied_push() {
     // bob is no system administrator.
     let out = bob.fails(&["admin", "--registry", addr, "user", "list"]);
     assert!(out.contains("denied"), "{out}");
+    // A password change revokes bob's saved login (a refresh token) at once, and says so.
+    let out = admin.run_with_stdin(
+        &[
+            "admin",
+            "--registry",
+            addr,
+            "user",
+            "passwd",
+            "bob",
+            "--password-stdin",
+        ],
+        "bob-pw-34\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = bob.fails(&["pull", &format!("{addr}/team/web:1")]);
+    assert!(
+        out.contains("revoked") && out.contains(&format!("berth login {addr}")),
+        "{out}"
+    );
+    login(&bob, "bob", "bob-pw-34");
 
     // The robot pulls with its secret and may not push.
     let ci = ClientHome::new(&dir.path().join("ci"));
@@ -837,10 +857,36 @@ fn admin_commands_roles_and_a_denied_push() {
         "{out}"
     );
 
+    // A failed login whose name holds a newline and an escape sequence (an attempt to forge a
+    // row and to clear the administrator's screen): the table shows them written out.
+    let forged = "x\nadmin delete.manifest secret/app\u{1b}[2J";
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let r = client()
+                .get(format!("http://{addr}/v2/"))
+                .basic_auth(forged, Some("not-the-password"))
+                .send()
+                .await
+                .expect("GET /v2/");
+            assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+        });
+
     // The audit log saw it all: bob's push, the disabled robot's failed login, the changes.
     let log = admin_cmd(&["audit", "--since", "1h"]);
+    assert!(
+        !log.contains('\u{1b}') && !log.lines().any(|l| l.starts_with("admin delete")),
+        "{log}"
+    );
     assert!(log.starts_with("TIME"), "{log}");
     let line = |needle: &[&str]| log.lines().any(|l| needle.iter().all(|n| l.contains(n)));
+    assert!(
+        line(&[
+            "x\\nadmin delete.manifest secret/app\\x1b[2J",
+            "login.failed"
+        ]),
+        "{log}"
+    );
     assert!(
         line(&["bob", "127.0.0.1", "push", "team", "team/web:1@"]),
         "{log}"

@@ -14,11 +14,13 @@ use crate::{MetaError, Result, unix_now as now};
 
 fn user(row: &PgRow) -> Result<UserRecord> {
     Ok(UserRecord {
+        id: row.try_get("id")?,
         name: row.try_get("name")?,
         password_hash: row.try_get("password_hash")?,
         system_admin: row.try_get("system_admin")?,
         disabled: row.try_get("disabled")?,
         created_at: row.try_get("created_at")?,
+        token_stamp: row.try_get("token_stamp")?,
     })
 }
 
@@ -54,12 +56,14 @@ impl PostgresMeta {
         })
         .collect::<Result<Vec<_>>>()?;
         Ok(RobotRecord {
+            id: row.try_get("id")?,
             name,
             secret_hash: row.try_get("secret_hash")?,
             permissions,
             expires_at: row.try_get("expires_at")?,
             disabled: row.try_get("disabled")?,
             created_at: row.try_get("created_at")?,
+            token_stamp: row.try_get("token_stamp")?,
         })
     }
 }
@@ -69,14 +73,17 @@ impl Accounts for PostgresMeta {
     async fn create_user(&self, u: &UserRecord, personal: Option<&ProjectRecord>) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO users (name, password_hash, system_admin, disabled, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO users (id, name, password_hash, system_admin, disabled, created_at,
+                                token_stamp)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
+        .bind(&u.id)
         .bind(&u.name)
         .bind(&u.password_hash)
         .bind(u.system_admin)
         .bind(u.disabled)
         .bind(u.created_at)
+        .bind(u.token_stamp)
         .execute(&mut *tx)
         .await
         .map_err(conflict("user", &u.name))?;
@@ -115,20 +122,24 @@ impl Accounts for PostgresMeta {
     }
 
     async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
-            .bind(password_hash)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1, token_stamp = token_stamp + 1 WHERE name = $2",
+        )
+        .bind(password_hash)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool> {
-        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
-            .bind(disabled)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE users SET disabled = $1, token_stamp = token_stamp + 1 WHERE name = $2",
+        )
+        .bind(disabled)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -179,14 +190,45 @@ impl Accounts for PostgresMeta {
     }
 
     async fn delete_project(&self, name: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        // Tokens of its members and robots may name its repositories: they stop, so that a
+        // project created again under this name is not open to them.
+        sqlx::query(
+            "UPDATE users SET token_stamp = token_stamp + 1 WHERE name IN (SELECT username FROM memberships WHERE project = $1)",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE robots SET token_stamp = token_stamp + 1 WHERE name IN (SELECT robot FROM robot_permissions WHERE project = $1)",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         let done = sqlx::query("DELETE FROM projects WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn set_member(&self, project: &str, user: &str, role: Role) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT role FROM memberships WHERE project = $1 AND username = $2")
+                .bind(project)
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if before
+            .as_deref()
+            .map(crate::rows::role)
+            .transpose()?
+            .is_some_and(|b| b > role)
+        {
+            bump_user_stamp(&mut tx, user).await?;
+        }
         sqlx::query(
             "INSERT INTO memberships (project, username, role, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (project, username) DO UPDATE SET role = excluded.role",
@@ -195,18 +237,24 @@ impl Accounts for PostgresMeta {
         .bind(user)
         .bind(role.as_str())
         .bind(now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(missing(format!("project {project:?} or user {user:?}")))?;
+        tx.commit().await?;
         Ok(())
     }
 
     async fn remove_member(&self, project: &str, user: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM memberships WHERE project = $1 AND username = $2")
             .bind(project)
             .bind(user)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if done.rows_affected() > 0 {
+            bump_user_stamp(&mut tx, user).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -233,14 +281,17 @@ impl Accounts for PostgresMeta {
     async fn create_robot(&self, r: &RobotRecord) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO robots (name, secret_hash, expires_at, disabled, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO robots (id, name, secret_hash, expires_at, disabled, created_at,
+                                 token_stamp)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
+        .bind(&r.id)
         .bind(&r.name)
         .bind(&r.secret_hash)
         .bind(r.expires_at)
         .bind(r.disabled)
         .bind(r.created_at)
+        .bind(r.token_stamp)
         .execute(&mut *tx)
         .await
         .map_err(conflict("robot account", &r.name))?;
@@ -282,11 +333,13 @@ impl Accounts for PostgresMeta {
     }
 
     async fn set_robot_disabled(&self, name: &str, disabled: bool) -> Result<bool> {
-        let done = sqlx::query("UPDATE robots SET disabled = $1 WHERE name = $2")
-            .bind(disabled)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE robots SET disabled = $1, token_stamp = token_stamp + 1 WHERE name = $2",
+        )
+        .bind(disabled)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -352,5 +405,14 @@ async fn insert_member(
     .execute(&mut *tx)
     .await
     .map_err(missing(format!("project {project:?} or user {user:?}")))?;
+    Ok(())
+}
+
+/// Stops every token of `user` (see [`Accounts`]).
+async fn bump_user_stamp(tx: &mut sqlx::PgConnection, user: &str) -> Result<()> {
+    sqlx::query("UPDATE users SET token_stamp = token_stamp + 1 WHERE name = $1")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }

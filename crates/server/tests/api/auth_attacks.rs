@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use berth_meta::RobotPermission;
 use berth_registry::Principal;
-use berth_registry::token::{ResourceAccess, SigningKey, TokenIssuer};
+use berth_registry::token::{AccountClaim, ResourceAccess, SigningKey, TokenIssuer};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -120,8 +120,16 @@ async fn tokens_out_of_their_time_or_for_another_service_are_refused() {
         )
     };
     let pull = || vec![ResourceAccess::repository("team/web", &["pull"])];
+    // The account as `/auth/token` names it: its id and token stamp.
+    let admin = meta.user("admin").await.expect("user").expect("admin");
+    let account = AccountClaim {
+        id: admin.id,
+        stamp: admin.token_stamp,
+    };
     let mint = |issuer: TokenIssuer, at: SystemTime| {
-        let t = issuer.issue("admin", pull(), at).expect("issue");
+        let t = issuer
+            .issue_to("admin", Some(account.clone()), pull(), at)
+            .expect("issue");
         format!("Bearer {}", t.token)
     };
     let now = SystemTime::now();
@@ -141,6 +149,22 @@ async fn tokens_out_of_their_time_or_for_another_service_are_refused() {
     assert_token_refused(get_with(&app, manifest, &elsewhere).await, "audience").await;
     let stranger = mint(issuer("someone-else", "berth"), now);
     assert_token_refused(get_with(&app, manifest, &stranger).await, "issuer").await;
+    // Signed with the right key, but naming no account, or another stamp of it: a token
+    // from before the account's password changed, or never issued by `/auth/token`.
+    let unnamed = issuer("berth", "berth")
+        .issue("admin", pull(), now)
+        .expect("issue");
+    let unnamed = format!("Bearer {}", unnamed.token);
+    assert_token_refused(get_with(&app, manifest, &unnamed).await, "no account").await;
+    let stale = AccountClaim {
+        stamp: account.stamp + 1,
+        ..account.clone()
+    };
+    let stale = issuer("berth", "berth")
+        .issue_to("admin", Some(stale), pull(), now)
+        .expect("issue");
+    let stale = format!("Bearer {}", stale.token);
+    assert_token_refused(get_with(&app, manifest, &stale).await, "another stamp").await;
     assert_token_refused(
         get_with(&app, "/api/v1/users", &expired).await,
         "expired, management API",
@@ -226,22 +250,17 @@ async fn an_expired_robot_account_is_refused_everywhere() {
     }
     let r = token_response(&app, Some(&old_basic), &["repository:team/web:pull"]).await;
     assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
-    let r = reqwest::Client::new()
-        .post(format!("{}/auth/token", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            serde_urlencoded::to_string([
-                ("grant_type", "password"),
-                ("username", old.login.as_str()),
-                ("password", old.secret.as_str()),
-                ("service", "berth"),
-                ("scope", "repository:team/web:pull"),
-            ])
-            .expect("form"),
-        )
-        .send()
-        .await
-        .expect("POST token");
+    let r = post_token_form(
+        &app,
+        &[
+            ("grant_type", "password"),
+            ("username", old.login.as_str()),
+            ("password", old.secret.as_str()),
+            ("service", "berth"),
+            ("scope", "repository:team/web:pull"),
+        ],
+    )
+    .await;
     assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
 
     // A token taken while the robot was valid dies with it.

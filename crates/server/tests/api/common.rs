@@ -443,6 +443,18 @@ impl BearerChallenge {
 }
 
 /// An `Authorization: Basic` value.
+/// `POST /auth/token` with the OAuth2 form `fields` (oauth.md: `grant_type=password` or
+/// `refresh_token`, `service`, `scope`, ...).
+pub async fn post_token_form(app: &TestApp, fields: &[(&str, &str)]) -> Response {
+    reqwest::Client::new()
+        .post(format!("{}/auth/token", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(fields).expect("form"))
+        .send()
+        .await
+        .expect("POST /auth/token")
+}
+
 pub fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod account_security;
 mod audit_pulls;
 mod auth;
 mod auth_attacks;

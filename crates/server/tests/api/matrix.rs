@@ -11,7 +11,8 @@
 //!   gets 403 `DENIED`; anonymous gets the 401 challenge naming the scope.
 //!
 //! The management API decides by the account behind either kind of credential, so its
-//! outcomes are the same for both.
+//! outcomes are the same for both (the token asked for the management scope; robots never
+//! get it, and are refused there however they sign in).
 //!
 //! The projects: `pub` (public) and `priv` (private), each holding `<project>/app:v1`; the
 //! members of both are `guest`, `developer`, `maintainer` and `owner` (admin), and five robot
@@ -577,7 +578,8 @@ struct Matrix {
     /// Without default credentials: each row sends its own.
     http: reqwest::Client,
     credentials: HashMap<Who, (String, String)>,
-    /// A token per role without scopes, for the management API.
+    /// A token per role asked for the management scope (`registry:management:*`, granted to
+    /// account credentials, never to robots or anonymous), for the management API.
     logins: HashMap<Who, String>,
     images: HashMap<On, Image>,
 }
@@ -701,7 +703,9 @@ impl Matrix {
             matrix.images.insert(on, image);
         }
         for who in EVERYONE {
-            let login = matrix.token(who, &[]).await;
+            let login = matrix
+                .token(who, &["registry:management:*".to_string()])
+                .await;
             matrix.logins.insert(who, login);
         }
         matrix
