@@ -2,7 +2,8 @@
 //! which blob, manifests, tags, referrers and upload sessions. Listings, quotas and GC read
 //! from here and never walk blob storage.
 //!
-//! [`MetaStore`] is composed of small role traits; every backend passes [`testsuite::run`].
+//! [`MetaStore`] is composed of small role traits; every backend passes the shared suite
+//! ([`testsuite`], one test per case through [`suite_tests!`]).
 
 mod accounts;
 mod audit;

@@ -1,4 +1,5 @@
-//! The behaviour every [`MetaStore`] backend must have. Backends call [`run`] from their tests.
+//! The behaviour every [`MetaStore`] backend must have. Backends call [`suite_tests!`] from
+//! their tests: one test per case, each on a fresh store.
 
 use berth_oci::{Digest, Repository, Tag};
 
@@ -40,29 +41,42 @@ fn manifest(content: &[u8], blobs: &[&BlobRecord], tags: &[&str]) -> NewManifest
     }
 }
 
-/// Runs every check against a fresh, empty `meta`; panics on the first failure.
-pub async fn run(meta: &dyn MetaStore) {
-    meta.check().await.expect("check");
-    blobs_are_per_repository(meta).await;
-    manifests_tags_and_deletes(meta).await;
-    referrers(meta).await;
-    listings_page(meta).await;
-    tag_list_version(meta).await;
-    upload_sessions(meta).await;
-    upload_owners(meta).await;
-    job_locks(meta).await;
-    login_throttle(meta).await;
-    accounts(meta).await;
-    token_stamps(meta).await;
-    audit_log(meta).await;
-    audit_batches(meta).await;
-    inventory(meta).await;
-    collector(meta).await;
-    pushed_again_is_young_again(meta).await;
-    lifecycle(meta).await;
+/// One `#[tokio::test]` per case of the suite, each on a fresh, empty store: a backend's tests
+/// call `berth_meta::suite_tests!(open)`, where `open()` is an async function returning a
+/// [`Fresh`] store (a new database, and whatever must live as long as it). A failing case
+/// fails alone, and `cargo nextest run <case>` runs one.
+#[macro_export]
+macro_rules! suite_tests {
+    ($open:path) => {
+        $crate::suite_tests!(@cases $open; blobs_are_per_repository, manifests_tags_and_deletes, referrers, listings_page, tag_list_version, upload_sessions, upload_owners, job_locks, login_throttle, accounts, token_stamps, audit_log, audit_batches, inventory, collector, pushed_again_is_young_again, lifecycle);
+    };
+    (@cases $open:path; $($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fresh = $open().await;
+                let meta = $crate::testsuite::Fresh::meta(&fresh);
+                $crate::testsuite::check(meta).await;
+                $crate::testsuite::$case(meta).await;
+                $crate::testsuite::Fresh::finish(fresh).await;
+            }
+        )+
+    };
 }
 
-async fn blobs_are_per_repository(meta: &dyn MetaStore) {
+/// A fresh, empty store for one case of the suite, with what it lives on.
+pub trait Fresh {
+    fn meta(&self) -> &dyn MetaStore;
+    /// Cleans up after a case that passed (drops a test database, say).
+    fn finish(self) -> impl std::future::Future<Output = ()>;
+}
+
+/// Every backend answers its health check before a case runs.
+pub async fn check(meta: &dyn MetaStore) {
+    meta.check().await.expect("check");
+}
+
+pub async fn blobs_are_per_repository(meta: &dyn MetaStore) {
     let (a, b) = (repo("suite/a"), repo("suite/b"));
     let x = blob(b"blob x");
     let added = meta.add_blob(&a, &x).await.expect("add");
@@ -107,7 +121,7 @@ async fn blobs_are_per_repository(meta: &dyn MetaStore) {
     );
 }
 
-async fn manifests_tags_and_deletes(meta: &dyn MetaStore) {
+pub async fn manifests_tags_and_deletes(meta: &dyn MetaStore) {
     let r = repo("suite/manifests");
     let layer = blob(b"layer");
     let m = manifest(b"{\"m\":1}", &[&layer], &["v1", "latest"]);
@@ -180,7 +194,7 @@ async fn manifests_tags_and_deletes(meta: &dyn MetaStore) {
 /// The tag list's version changes with every tag added or removed, in whatever way (PUT,
 /// DELETE of the tag, DELETE of its manifest, retention), and with nothing else: moving a
 /// tag, repeating a PUT, recording a pull, an untagged manifest.
-async fn tag_list_version(meta: &dyn MetaStore) {
+pub async fn tag_list_version(meta: &dyn MetaStore) {
     let r = repo("suite/taglist");
     assert_eq!(meta.tag_list_version(&r).await.expect("version"), None);
     let layer = blob(b"tag list layer");
@@ -242,7 +256,7 @@ async fn tag_list_version(meta: &dyn MetaStore) {
     assert_eq!(version().await, Some(last), "deleting nothing leaves it");
 }
 
-async fn referrers(meta: &dyn MetaStore) {
+pub async fn referrers(meta: &dyn MetaStore) {
     let r = repo("suite/referrers");
     let cfg = blob(b"{}");
     meta.add_blob(&r, &cfg).await.expect("add");
@@ -278,7 +292,7 @@ async fn referrers(meta: &dyn MetaStore) {
     );
 }
 
-async fn listings_page(meta: &dyn MetaStore) {
+pub async fn listings_page(meta: &dyn MetaStore) {
     let r = repo("suite/paging");
     let cfg = blob(b"paging");
     meta.add_blob(&r, &cfg).await.expect("add");
@@ -303,6 +317,11 @@ async fn listings_page(meta: &dyn MetaStore) {
     sorted.sort();
     assert_eq!(seen, sorted);
 
+    // The catalog pages too: a second repository, so that one page of one is not all.
+    let other = repo("suite/paging-other");
+    meta.add_blob(&other, &cfg).await.expect("add");
+    let m = manifest(b"{\"paging\":2}", &[&cfg], &["v1"]);
+    meta.put_manifest(&other, &m).await.expect("put");
     let first = meta.repositories(None, 1).await.expect("catalog");
     assert_eq!(first.items.len(), 1);
     assert!(first.more);
@@ -312,11 +331,12 @@ async fn listings_page(meta: &dyn MetaStore) {
         .expect("catalog");
     assert!(!rest.more);
     assert!(rest.items.iter().all(|n| n > &first.items[0]));
-    assert!(rest.items.contains(&r));
+    let all: Vec<Repository> = first.items.into_iter().chain(rest.items).collect();
+    assert_eq!(all, [r.clone(), other]);
     assert!(meta.repository_exists(&r).await.expect("exists"));
 }
 
-async fn upload_sessions(meta: &dyn MetaStore) {
+pub async fn upload_sessions(meta: &dyn MetaStore) {
     let u = UploadRecord {
         id: "01SUITEUPLOAD".into(),
         repository: repo("suite/uploads"),
@@ -387,7 +407,7 @@ async fn upload_sessions(meta: &dyn MetaStore) {
     }
 }
 
-async fn job_locks(meta: &dyn MetaStore) {
+pub async fn job_locks(meta: &dyn MetaStore) {
     use crate::Job;
     let held = meta
         .try_lock_job(Job::UploadExpiry)
@@ -443,7 +463,7 @@ fn user(name: &str) -> UserRecord {
 
 /// An account's token stamp goes up with every change that must stop its tokens, and only
 /// then; a name created again is another id.
-async fn token_stamps(meta: &dyn MetaStore) {
+pub async fn token_stamps(meta: &dyn MetaStore) {
     let stamp = |name: &'static str| async move {
         meta.user(name)
             .await
@@ -605,7 +625,7 @@ fn project(name: &str, public: bool, owner: Option<&str>) -> ProjectRecord {
     }
 }
 
-async fn accounts(meta: &dyn MetaStore) {
+pub async fn accounts(meta: &dyn MetaStore) {
     assert_eq!(meta.count_users().await.expect("count"), 0);
     // A user with a personal namespace: one transaction, the user its admin.
     meta.create_user(&user("alice"), Some(&project("alice", true, Some("alice"))))
@@ -808,7 +828,7 @@ async fn accounts(meta: &dyn MetaStore) {
     assert_eq!(meta.signing_key(b"key-two").await.expect("key"), b"key-one");
 }
 
-async fn audit_log(meta: &dyn MetaStore) {
+pub async fn audit_log(meta: &dyn MetaStore) {
     let event = |at: i64, actor: &str, action: &str, project: Option<&str>| AuditEvent {
         at,
         actor: actor.into(),
@@ -906,7 +926,7 @@ async fn audit_log(meta: &dyn MetaStore) {
 
 /// The cap on open upload sessions: counted per owner, in the database; a finished, cancelled
 /// or expired session (a deleted row) no longer counts; ownerless sessions count for nobody.
-async fn upload_owners(meta: &dyn MetaStore) {
+pub async fn upload_owners(meta: &dyn MetaStore) {
     use crate::UploadCap;
     let session = |id: &str, owner: Option<&str>| UploadRecord {
         id: id.into(),
@@ -1017,7 +1037,7 @@ async fn upload_owners(meta: &dyn MetaStore) {
 }
 
 /// Events appended in one batch: all of them, in order, as given; an empty batch is nothing.
-async fn audit_batches(meta: &dyn MetaStore) {
+pub async fn audit_batches(meta: &dyn MetaStore) {
     let query = AuditQuery {
         action: Some("pull".into()),
         limit: 1000,
@@ -1070,7 +1090,7 @@ async fn audit_batches(meta: &dyn MetaStore) {
 }
 
 /// The listings `berth migrate` walks: every page in order, nothing skipped or repeated.
-async fn inventory(meta: &dyn MetaStore) {
+pub async fn inventory(meta: &dyn MetaStore) {
     let (r, other) = (repo("inventory/r"), repo("inventory/other"));
     let blobs: Vec<BlobRecord> = (0..5)
         .map(|i| blob(format!("inventory blob {i}").as_bytes()))
@@ -1175,7 +1195,7 @@ async fn inventory(meta: &dyn MetaStore) {
     assert_eq!(meta.stored_signing_key().await.expect("key"), Some(key));
 }
 
-async fn login_throttle(meta: &dyn MetaStore) {
+pub async fn login_throttle(meta: &dyn MetaStore) {
     use crate::ThrottleRecord;
     let keys = ["account:suite".to_string(), "address:192.0.2.1".to_string()];
     assert!(meta.throttle_records(&keys).await.expect("read").is_empty());
@@ -1246,7 +1266,7 @@ async fn login_throttle(meta: &dyn MetaStore) {
 
 /// Garbage collection's deletions re-check everything: a tagged, young, listed or subject
 /// manifest stays; a referenced or young link stays; a linked or young blob stays.
-async fn collector(meta: &dyn MetaStore) {
+pub async fn collector(meta: &dyn MetaStore) {
     let r = repo("suite/gc");
     let (kept, loose) = (blob(b"gc kept layer"), blob(b"gc loose layer"));
     for b in [&kept, &loose] {
@@ -1384,7 +1404,7 @@ async fn collector(meta: &dyn MetaStore) {
 /// What a repository is sent again (a blob uploaded or mounted, a manifest put) is dated
 /// again: garbage collection's grace counts from the last push, so a collection whose cutoff
 /// falls between a first push long ago and a push again now spares it.
-async fn pushed_again_is_young_again(meta: &dyn MetaStore) {
+pub async fn pushed_again_is_young_again(meta: &dyn MetaStore) {
     let r = repo("suite/again");
     let (layer, mounted) = (blob(b"again layer"), blob(b"again mounted"));
     for b in [&layer, &mounted] {
@@ -1439,7 +1459,7 @@ async fn pushed_again_is_young_again(meta: &dyn MetaStore) {
 
 /// Settings round-trip; usage counts each blob and manifest once per project, and only the
 /// project's own repositories (not `lq-other/...` nor `lqz/...`).
-async fn lifecycle(meta: &dyn MetaStore) {
+pub async fn lifecycle(meta: &dyn MetaStore) {
     assert_eq!(
         meta.project_settings("lq").await.expect("settings"),
         Default::default()

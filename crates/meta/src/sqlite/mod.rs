@@ -580,13 +580,35 @@ fn pool_options(max: u32) -> SqlitePoolOptions {
 
 #[cfg(test)]
 mod tests {
-    #[tokio::test]
-    async fn sqlite_passes_the_suite() {
+    use crate::MetaStore;
+
+    /// A new database file in a directory of its own, for one case of the suite.
+    struct Fresh {
+        meta: super::SqliteMeta,
+        _dir: tempfile::TempDir,
+    }
+
+    impl crate::testsuite::Fresh for Fresh {
+        fn meta(&self) -> &dyn MetaStore {
+            &self.meta
+        }
+
+        async fn finish(self) {
+            self.meta.close().await;
+        }
+    }
+
+    async fn fresh() -> Fresh {
         let dir = tempfile::tempdir().expect("tempdir");
         let meta = super::SqliteMeta::open(&dir.path().join("meta.db"))
             .await
             .expect("open");
-        crate::testsuite::run(&meta).await;
+        Fresh { meta, _dir: dir }
+    }
+
+    /// The shared suite, one test per case: `sqlite::tests::suite::<case>`.
+    mod suite {
+        crate::suite_tests!(super::fresh);
     }
 
     #[tokio::test]
