@@ -12,6 +12,7 @@ pub mod fsck;
 pub mod gc;
 pub mod lifecycle;
 mod listings;
+pub mod login_limit;
 mod manifests;
 pub mod passwords;
 pub mod permissions;

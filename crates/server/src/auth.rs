@@ -28,7 +28,7 @@ use serde_json::json;
 
 use crate::App;
 use crate::error::ApiError;
-use crate::login_limit::{self, LimitError};
+use berth_registry::login_limit::{self, LimitError};
 
 /// Longest `Authorization` header read; anything longer is refused before parsing.
 pub const MAX_AUTHORIZATION_LEN: usize = 8 << 10;

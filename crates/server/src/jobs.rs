@@ -89,7 +89,7 @@ async fn housekeeping(app: App) {
         expire_uploads(&app, idle).await;
         match app
             .login_limiter()
-            .prune(crate::login_limit::now_millis())
+            .prune(berth_registry::login_limit::now_millis())
             .await
         {
             Ok(0) => {}

@@ -13,7 +13,6 @@ pub mod fsck;
 pub mod gc;
 mod jobs;
 mod limits;
-mod login_limit;
 mod metrics;
 pub mod migrate;
 mod observe;
@@ -31,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use berth_meta::{MetaStore, PostgresMeta, SqliteMeta};
 use berth_registry::audit::{AuditBatcher, BatchOptions};
+use berth_registry::login_limit::{LimitPolicy, LoginLimiter};
 use berth_registry::{AllowAll, Limits, Registry};
 use berth_storage::{BlobStore, FilesystemStore, S3Config, S3Store};
 use tokio::net::TcpListener;
@@ -74,7 +74,7 @@ struct AppInner {
     blobs: Arc<dyn BlobStore>,
     /// Present when `[auth] enabled`.
     tokens: Option<auth::Tokens>,
-    login_limiter: login_limit::LoginLimiter,
+    login_limiter: LoginLimiter,
     /// `trusted_proxies`, parsed.
     trusted_proxies: client_addr::TrustedProxies,
     /// Upload requests running, against `[limits]`.
@@ -113,8 +113,7 @@ impl App {
         };
         let trusted_proxies = client_addr::TrustedProxies::parse(&config.trusted_proxies)
             .map_err(|e| StartError::Config(ConfigError::Invalid(e)))?;
-        let login_limiter =
-            login_limit::LoginLimiter::new(Arc::clone(&meta), login_limit::LimitPolicy::default());
+        let login_limiter = LoginLimiter::new(Arc::clone(&meta), LimitPolicy::default());
         let pull_audit = config
             .audit
             .pulls
@@ -156,7 +155,7 @@ impl App {
         &self.inner.registry
     }
 
-    fn login_limiter(&self) -> &login_limit::LoginLimiter {
+    fn login_limiter(&self) -> &LoginLimiter {
         &self.inner.login_limiter
     }
 
