@@ -14,6 +14,7 @@ pub mod lifecycle;
 mod listings;
 pub mod login_limit;
 mod manifests;
+pub mod migration;
 pub mod passwords;
 pub mod permissions;
 pub mod retention;
