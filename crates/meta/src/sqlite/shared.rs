@@ -1,4 +1,7 @@
-//! Upload sessions and the login throttle: the implementations both backends share.
+//! The role traits whose one implementation both backends share (written as macros in the
+//! trait modules, instantiated here with this backend's pools): upload sessions, the login
+//! throttle, the garbage collector's queries and lifecycle (quotas, immutable tags,
+//! retention).
 
 use super::SqliteMeta;
 
