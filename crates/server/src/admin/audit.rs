@@ -2,13 +2,11 @@
 
 use axum::extract::State;
 use berth_registry::audit::MAX_AUDIT_PAGE;
-use http::HeaderMap;
 use http::{HeaderValue, header};
 
 use super::types::*;
-use super::{ApiResult, caller, ok};
+use super::{AdminCaller, ApiResult, ok};
 use crate::App;
-use crate::auth::Peer;
 use crate::error::ApiError;
 
 /// The audit log, newest first. System administrators read all of it; a project admin reads
@@ -20,11 +18,9 @@ use crate::error::ApiError;
               (status = 403, body = Errors)))]
 pub(super) async fn audit_events(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, .. }: AdminCaller,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let params: AuditParams = serde_urlencoded::from_str(raw.as_deref().unwrap_or_default())
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let query = berth_meta::AuditQuery {

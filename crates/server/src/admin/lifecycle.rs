@@ -3,12 +3,10 @@
 use axum::extract::{Path, State};
 use berth_registry::audit::actor_name;
 use berth_registry::{Audit, AuditAction};
-use http::HeaderMap;
 
 use super::types::*;
-use super::{ApiResult, body, caller, no_content, ok, record};
+use super::{AdminCaller, ApiResult, body, no_content, ok, record};
 use crate::App;
-use crate::auth::Peer;
 use crate::error::ApiError;
 
 /// Collect garbage now (system administrators). Answers when the collection is over, with
@@ -22,11 +20,9 @@ use crate::error::ApiError;
               (status = 409, description = "A collection is running elsewhere", body = Errors)))]
 pub(super) async fn collect_garbage(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, .. }: AdminCaller,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     berth_registry::admin::require_system_admin(&who)?;
     let request: GcRequest = if bytes.is_empty() {
         GcRequest::default()
@@ -65,11 +61,9 @@ pub(super) async fn collect_garbage(
               (status = 404, body = Errors)))]
 pub(super) async fn project_usage(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, .. }: AdminCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     Ok(ok(app.registry().project_usage(&who, &name).await?))
 }
 
@@ -81,12 +75,10 @@ pub(super) async fn project_usage(
               (status = 403, body = Errors), (status = 404, body = Errors)))]
 pub(super) async fn set_quota(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let q: Quota = body(&bytes)?;
     app.registry()
         .set_project_quota(&who, &name, q.quota_bytes)
@@ -108,11 +100,9 @@ pub(super) async fn set_quota(
               (status = 403, body = Errors), (status = 404, body = Errors)))]
 pub(super) async fn immutable_tags(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, .. }: AdminCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let settings = app.registry().project_settings(&who, &name).await?;
     Ok(ok(TagPatterns {
         patterns: settings.immutable_tags,
@@ -127,12 +117,10 @@ pub(super) async fn immutable_tags(
               (status = 403, body = Errors), (status = 404, body = Errors)))]
 pub(super) async fn set_immutable_tags(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let t: TagPatterns = body(&bytes)?;
     app.registry()
         .set_immutable_tags(&who, &name, &t.patterns)
@@ -154,11 +142,9 @@ pub(super) async fn set_immutable_tags(
               (status = 404, body = Errors)))]
 pub(super) async fn retention_policy(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, .. }: AdminCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     Ok(ok(app.registry().retention_policy(&who, &name).await?))
 }
 
@@ -171,12 +157,10 @@ pub(super) async fn retention_policy(
               (status = 403, body = Errors), (status = 404, body = Errors)))]
 pub(super) async fn set_retention_policy(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::BadRequest("the policy is not UTF-8 JSON".into()))?;
     let policy = berth_registry::retention::RetentionPolicy::parse(text)?;
@@ -201,12 +185,10 @@ pub(super) async fn set_retention_policy(
               (status = 403, body = Errors), (status = 404, body = Errors)))]
 pub(super) async fn run_retention(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, .. }: AdminCaller,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let run: RetentionRun = if bytes.is_empty() {
         RetentionRun::default()
     } else {

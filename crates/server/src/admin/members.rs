@@ -5,12 +5,10 @@ use std::str::FromStr;
 use axum::extract::{Path, State};
 use berth_meta::Role;
 use berth_registry::{Audit, AuditAction};
-use http::HeaderMap;
 
 use super::types::*;
-use super::{ApiResult, body, caller, no_content, ok, record};
+use super::{AdminCaller, ApiResult, body, no_content, ok, record};
 use crate::App;
-use crate::auth::Peer;
 use crate::error::ApiError;
 
 /// A project's members (anyone who may pull from it).
@@ -20,11 +18,9 @@ use crate::error::ApiError;
               (status = 404, body = Errors)))]
 pub(super) async fn members(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, .. }: AdminCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let list: Vec<Member> = app
         .registry()
         .admin_members(&who, &name)
@@ -48,12 +44,10 @@ pub(super) async fn members(
               (status = 404, body = Errors)))]
 pub(super) async fn set_member(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     Path((name, user)): Path<(String, String)>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let m: Membership = body(&bytes)?;
     let role = Role::from_str(&m.role).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     app.registry()
@@ -77,11 +71,9 @@ pub(super) async fn set_member(
               (status = 404, body = Errors)))]
 pub(super) async fn remove_member(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     Path((name, user)): Path<(String, String)>,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     app.registry()
         .admin_remove_member(&who, &name, &user)
         .await?;

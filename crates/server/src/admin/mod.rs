@@ -18,10 +18,12 @@ mod users;
 use std::sync::OnceLock;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use berth_registry::accounts::ROBOT_PREFIX;
 use berth_registry::audit::actor_name;
 use berth_registry::{Audit, Principal};
+use http::request::Parts;
 use http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -162,6 +164,24 @@ pub(super) async fn caller(
         return Err(auth::insufficient_management_scope(app, headers));
     }
     Ok(principal)
+}
+
+/// The management API's caller, as every route but sign-up and the OpenAPI document wants
+/// it: authenticated, a user (never a robot), and holding the management scope when it came
+/// with a token (see [`caller`]). Extracted from the request head, before any body is read.
+pub(super) struct AdminCaller {
+    pub(super) who: Principal,
+    pub(super) peer: Peer,
+}
+
+impl FromRequestParts<App> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let peer = Peer::of(&parts.extensions);
+        let who = caller(app, &parts.headers, peer).await?;
+        Ok(AdminCaller { who, peer })
+    }
 }
 
 /// Records a change the caller just made, from where it made it.

@@ -2,12 +2,10 @@
 
 use axum::extract::{Path, State};
 use berth_registry::{Audit, AuditAction};
-use http::HeaderMap;
 
 use super::types::*;
-use super::{ApiResult, body, caller, created, no_content, ok, record};
+use super::{AdminCaller, ApiResult, body, created, no_content, ok, record};
 use crate::App;
-use crate::auth::Peer;
 
 /// Create a project (private unless `public`); the caller becomes its admin.
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = NewProject,
@@ -16,11 +14,9 @@ use crate::auth::Peer;
               (status = 409, description = "The name is taken", body = Errors)))]
 pub(super) async fn create_project(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let p: NewProject = body(&bytes)?;
     app.registry()
         .admin_create_project(&who, &p.name, p.public)
@@ -40,8 +36,10 @@ pub(super) async fn create_project(
 /// The projects the caller can see: public ones, its own, all for a system administrator.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects",
     responses((status = 200, body = [Project]), (status = 401, body = Errors)))]
-pub(super) async fn projects(State(app): State<App>, peer: Peer, headers: HeaderMap) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
+pub(super) async fn projects(
+    State(app): State<App>,
+    AdminCaller { who, .. }: AdminCaller,
+) -> ApiResult {
     let list: Vec<Project> = app
         .registry()
         .admin_projects(&who)
@@ -64,12 +62,10 @@ pub(super) async fn projects(State(app): State<App>, peer: Peer, headers: Header
               (status = 403, body = Errors), (status = 404, body = Errors)))]
 pub(super) async fn update_project(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let u: ProjectUpdate = body(&bytes)?;
     app.registry()
         .admin_set_project_public(&who, &name, u.public)
@@ -91,11 +87,9 @@ pub(super) async fn update_project(
               (status = 404, body = Errors)))]
 pub(super) async fn delete_project(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     app.registry().admin_delete_project(&who, &name).await?;
     let event = Audit::new(AuditAction::ProjectDelete, &name).project(&name);
     record(&app, &who, peer, event).await;

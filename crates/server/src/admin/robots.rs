@@ -6,12 +6,10 @@ use berth_registry::{Audit, AuditAction};
 
 use super::robot_name;
 use axum::extract::{Path, State};
-use http::HeaderMap;
 
 use super::types::*;
-use super::{ApiResult, body, caller, created, no_content, ok, record};
+use super::{AdminCaller, ApiResult, body, created, no_content, ok, record};
 use crate::App;
-use crate::auth::Peer;
 
 /// Create a robot account; its secret is in the answer, once.
 #[utoipa::path(post, path = "/api/v1/robots", tag = "robots", request_body = NewRobot,
@@ -20,11 +18,9 @@ use crate::auth::Peer;
               (status = 404, body = Errors), (status = 409, body = Errors)))]
 pub(super) async fn create_robot(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let r: NewRobot = body(&bytes)?;
     let expires_at = r
         .expires_in_days
@@ -64,8 +60,10 @@ pub(super) async fn create_robot(
 #[utoipa::path(get, path = "/api/v1/robots", tag = "robots",
     responses((status = 200, body = [Robot]), (status = 401, body = Errors),
               (status = 403, body = Errors)))]
-pub(super) async fn robots(State(app): State<App>, peer: Peer, headers: HeaderMap) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
+pub(super) async fn robots(
+    State(app): State<App>,
+    AdminCaller { who, .. }: AdminCaller,
+) -> ApiResult {
     let list: Vec<Robot> = app
         .registry()
         .admin_robots(&who)
@@ -97,12 +95,10 @@ pub(super) async fn robots(State(app): State<App>, peer: Peer, headers: HeaderMa
               (status = 403, body = Errors), (status = 404, body = Errors)))]
 pub(super) async fn update_robot(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let u: RobotUpdate = body(&bytes)?;
     app.registry()
         .admin_set_robot_disabled(&who, robot_name(&name), u.disabled)
@@ -127,11 +123,9 @@ pub(super) async fn update_robot(
               (status = 404, body = Errors)))]
 pub(super) async fn delete_robot(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     app.registry()
         .admin_delete_robot(&who, robot_name(&name))
         .await?;

@@ -2,10 +2,9 @@
 
 use axum::extract::{Path, State};
 use berth_registry::{Audit, AuditAction};
-use http::HeaderMap;
 
 use super::types::*;
-use super::{ApiResult, body, caller, created, no_content, ok, record};
+use super::{AdminCaller, ApiResult, body, created, no_content, ok, record};
 use crate::App;
 use crate::auth::Peer;
 use crate::error::ApiError;
@@ -17,11 +16,9 @@ use crate::error::ApiError;
               (status = 409, description = "The name is taken", body = Errors)))]
 pub(super) async fn create_user(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let u: NewUser = body(&bytes)?;
     let namespace = app
         .registry()
@@ -51,8 +48,10 @@ pub(super) async fn create_user(
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     responses((status = 200, body = [User]), (status = 401, body = Errors),
               (status = 403, body = Errors)))]
-pub(super) async fn users(State(app): State<App>, peer: Peer, headers: HeaderMap) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
+pub(super) async fn users(
+    State(app): State<App>,
+    AdminCaller { who, .. }: AdminCaller,
+) -> ApiResult {
     let list: Vec<User> = app
         .registry()
         .admin_users(&who)
@@ -75,11 +74,9 @@ pub(super) async fn users(State(app): State<App>, peer: Peer, headers: HeaderMap
               (status = 404, body = Errors)))]
 pub(super) async fn delete_user(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     app.registry().admin_delete_user(&who, &name).await?;
     record(&app, &who, peer, Audit::new(AuditAction::UserDelete, name)).await;
     Ok(no_content())
@@ -92,12 +89,10 @@ pub(super) async fn delete_user(
               (status = 403, body = Errors), (status = 404, body = Errors)))]
 pub(super) async fn change_password(
     State(app): State<App>,
-    peer: Peer,
-    headers: HeaderMap,
+    AdminCaller { who, peer }: AdminCaller,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let who = caller(&app, &headers, peer).await?;
     let p: NewPassword = body(&bytes)?;
     app.registry()
         .change_password(&who, &name, &p.password)
