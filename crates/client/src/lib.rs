@@ -2,6 +2,7 @@
 //! credentials and credential helpers, and the pull and push engines that move images between
 //! a registry and the local store (`berth-store`).
 
+pub mod admin;
 pub mod challenge;
 pub mod credentials;
 mod error;

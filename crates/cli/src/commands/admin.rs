@@ -1,6 +1,9 @@
 use std::process::ExitCode;
 
-use berth_client::Method;
+use berth_api::{
+    AuditParams, Grant, Membership, NewPassword, NewProject, NewRobot, NewUser, ProjectUpdate,
+    RetentionRun, RobotUpdate, TagPatterns,
+};
 use serde_json::{Value, json};
 
 use super::images::print_table;
@@ -248,15 +251,15 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
     };
     runtime()?.block_on(async {
         let client = ctx.connect(&registry, args.insecure).await?;
-        let call = |method: Method, path: String, body: Option<Value>| {
-            let client = &client;
-            async move { anyhow::Ok(client.api(method, &path, body.as_ref()).await?) }
-        };
         match args.command {
             AdminCommand::User(UserCommand::Add { name, admin, .. }) => {
-                let body = json!({"name": name, "password": password, "admin": admin});
-                let created = call(Method::POST, "/api/v1/users".into(), Some(body)).await?;
-                match created["namespace"].as_str() {
+                let user = NewUser {
+                    name: name.clone(),
+                    password: password.unwrap_or_default(),
+                    admin,
+                };
+                let created = client.admin_create_user(&user).await?;
+                match created.namespace {
                     Some(namespace) => {
                         println!("Created user {name} (private personal namespace {namespace})")
                     }
@@ -267,74 +270,75 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 }
             }
             AdminCommand::User(UserCommand::List) => {
-                let list = call(Method::GET, "/api/v1/users".into(), None).await?;
-                show(&list, json, &["name", "admin", "disabled"]);
+                let list = client.admin_users().await?;
+                show(
+                    &serde_json::to_value(list)?,
+                    json,
+                    &["name", "admin", "disabled"],
+                );
             }
             AdminCommand::User(UserCommand::Rm { name }) => {
-                call(Method::DELETE, format!("/api/v1/users/{name}"), None).await?;
+                client.admin_delete_user(&name).await?;
                 println!("Removed user {name}");
             }
             AdminCommand::User(UserCommand::Passwd { name, .. }) => {
-                let body = json!({"password": password});
-                call(
-                    Method::PUT,
-                    format!("/api/v1/users/{name}/password"),
-                    Some(body),
-                )
-                .await?;
+                let new = NewPassword {
+                    password: password.unwrap_or_default(),
+                };
+                client.admin_change_password(&name, &new).await?;
                 println!(
                     "Password changed for {name}; every login and token of that account was \
                      revoked"
                 );
             }
             AdminCommand::Project(ProjectCommand::Create { name, public }) => {
-                let body = json!({"name": name, "public": public});
-                call(Method::POST, "/api/v1/projects".into(), Some(body)).await?;
+                let project = NewProject {
+                    name: name.clone(),
+                    public,
+                };
+                client.admin_create_project(&project).await?;
                 let kind = if public { "public" } else { "private" };
                 println!("Created {kind} project {name}");
             }
             AdminCommand::Project(ProjectCommand::List) => {
-                let list = call(Method::GET, "/api/v1/projects".into(), None).await?;
-                show(&list, json, &["name", "public", "owner"]);
+                let list = client.admin_projects().await?;
+                show(
+                    &serde_json::to_value(list)?,
+                    json,
+                    &["name", "public", "owner"],
+                );
             }
             AdminCommand::Project(ProjectCommand::Rm { name }) => {
-                call(Method::DELETE, format!("/api/v1/projects/{name}"), None).await?;
+                client.admin_delete_project(&name).await?;
                 println!("Removed project {name}");
             }
             AdminCommand::Project(ProjectCommand::Set { name, public, .. }) => {
-                let body = json!({"public": public});
-                call(
-                    Method::PATCH,
-                    format!("/api/v1/projects/{name}"),
-                    Some(body),
-                )
-                .await?;
+                client
+                    .admin_set_project_public(&name, &ProjectUpdate { public })
+                    .await?;
                 let kind = if public { "public" } else { "private" };
                 println!("Project {name} is now {kind}");
             }
             AdminCommand::Project(ProjectCommand::Usage { name }) => {
-                let usage =
-                    call(Method::GET, format!("/api/v1/projects/{name}/usage"), None).await?;
+                let usage = client.admin_project_usage(&name).await?;
                 print_usage(&usage, json);
             }
             AdminCommand::Project(ProjectCommand::Quota { name, size }) => {
-                let body = json!({"quota_bytes": size.0});
-                call(
-                    Method::PUT,
-                    format!("/api/v1/projects/{name}/quota"),
-                    Some(body),
-                )
-                .await?;
+                let quota = berth_api::Quota {
+                    quota_bytes: size.0,
+                };
+                client.admin_set_quota(&name, &quota).await?;
                 match size.0 {
                     Some(bytes) => println!("Project {name} may now hold {}", human_size(bytes)),
                     None => println!("Project {name} has no quota now"),
                 }
             }
             AdminCommand::Project(ProjectCommand::ImmutableTags { name, set, clear }) => {
-                let path = format!("/api/v1/projects/{name}/immutable-tags");
                 if clear || !set.is_empty() {
-                    let body = json!({"patterns": set});
-                    call(Method::PUT, path, Some(body)).await?;
+                    let patterns = TagPatterns {
+                        patterns: set.clone(),
+                    };
+                    client.admin_set_immutable_tags(&name, &patterns).await?;
                     if set.is_empty() {
                         println!("Project {name} has no immutable tags now");
                     } else {
@@ -344,12 +348,12 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                         );
                     }
                 } else {
-                    let patterns = call(Method::GET, path, None).await?;
+                    let tags = client.admin_immutable_tags(&name).await?;
                     if json {
-                        println!("{patterns}");
+                        println!("{}", serde_json::to_value(&tags)?);
                     } else {
-                        for p in patterns["patterns"].as_array().into_iter().flatten() {
-                            println!("{}", p.as_str().unwrap_or_default());
+                        for p in &tags.patterns {
+                            println!("{p}");
                         }
                     }
                 }
@@ -361,10 +365,10 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 run,
                 dry_run,
             }) => {
-                let path = format!("/api/v1/projects/{name}/retention");
                 if run {
-                    let body = json!({"dry_run": dry_run});
-                    let report = call(Method::POST, format!("{path}/run"), Some(body)).await?;
+                    let report = client
+                        .admin_run_retention(&name, &RetentionRun { dry_run })
+                        .await?;
                     print_retention(&report, json);
                 } else if clear || set.is_some() {
                     let policy: Value = match set.as_deref() {
@@ -378,7 +382,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                         }
                         None => json!({"rules": []}),
                     };
-                    call(Method::PUT, path, Some(policy)).await?;
+                    client.admin_set_retention_policy(&name, &policy).await?;
                     println!(
                         "{}",
                         if clear {
@@ -388,7 +392,7 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                         }
                     );
                 } else {
-                    let policy = call(Method::GET, path, None).await?;
+                    let policy = client.admin_retention_policy(&name).await?;
                     println!("{}", serde_json::to_string_pretty(&policy)?);
                 }
             }
@@ -397,20 +401,19 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 user,
                 role,
             }) => {
-                let body = json!({"role": role});
-                let path = format!("/api/v1/projects/{project}/members/{user}");
-                call(Method::PUT, path, Some(body)).await?;
+                let membership = Membership { role: role.clone() };
+                client
+                    .admin_set_member(&project, &user, &membership)
+                    .await?;
                 println!("{user} is {role} of {project}");
             }
             AdminCommand::Member(MemberCommand::Rm { project, user }) => {
-                let path = format!("/api/v1/projects/{project}/members/{user}");
-                call(Method::DELETE, path, None).await?;
+                client.admin_remove_member(&project, &user).await?;
                 println!("Removed {user} from {project}");
             }
             AdminCommand::Member(MemberCommand::List { project }) => {
-                let path = format!("/api/v1/projects/{project}/members");
-                let list = call(Method::GET, path, None).await?;
-                show(&list, json, &["user", "role"]);
+                let list = client.admin_members(&project).await?;
+                show(&serde_json::to_value(list)?, json, &["user", "role"]);
             }
             AdminCommand::Robot(RobotCommand::Create {
                 name,
@@ -418,37 +421,35 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 actions,
                 expires_in_days,
             }) => {
-                let permissions: Vec<Value> = projects
-                    .iter()
-                    .map(|p| json!({"project": p, "actions": actions}))
-                    .collect();
-                let body = json!({
-                    "name": name, "permissions": permissions, "expires_in_days": expires_in_days,
-                });
-                let robot = call(Method::POST, "/api/v1/robots".into(), Some(body)).await?;
+                let robot = NewRobot {
+                    name: name.clone(),
+                    permissions: projects
+                        .iter()
+                        .map(|project| Grant {
+                            project: project.clone(),
+                            actions: actions.clone(),
+                        })
+                        .collect(),
+                    expires_in_days,
+                };
+                let robot = client.admin_create_robot(&robot).await?;
                 if json {
-                    println!("{robot}");
+                    println!("{}", serde_json::to_value(&robot)?);
                 } else {
-                    println!(
-                        "Created robot account {}",
-                        robot["name"].as_str().unwrap_or(&name)
-                    );
-                    println!(
-                        "Secret (shown once): {}",
-                        robot["secret"].as_str().unwrap_or_default()
-                    );
+                    println!("Created robot account {}", robot.name);
+                    println!("Secret (shown once): {}", robot.secret);
                 }
             }
             AdminCommand::Robot(RobotCommand::List) => {
-                let list = call(Method::GET, "/api/v1/robots".into(), None).await?;
+                let list = client.admin_robots().await?;
                 show(
-                    &list,
+                    &serde_json::to_value(list)?,
                     json,
                     &["name", "permissions", "expires_at", "disabled"],
                 );
             }
             AdminCommand::Robot(RobotCommand::Rm { name }) => {
-                call(Method::DELETE, format!("/api/v1/robots/{name}"), None).await?;
+                client.admin_delete_robot(&name).await?;
                 println!("Removed robot account {name}");
             }
             AdminCommand::Robot(RobotCommand::Disable { name }) => {
@@ -467,15 +468,17 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
-                query.extend(actor.map(|a| ("actor", a)));
-                query.extend(action.map(|a| ("action", a)));
-                query.extend(project.map(|p| ("project", p)));
-                query.extend(since.map(|s| ("since", now.saturating_sub(s).to_string())));
-                let path = format!("/api/v1/audit?{}", serde_urlencoded::to_string(&query)?);
-                let list = call(Method::GET, path, None).await?;
+                let params = AuditParams {
+                    actor,
+                    action,
+                    project,
+                    since: since.map(|s| i64::try_from(now.saturating_sub(s)).unwrap_or(0)),
+                    before: None,
+                    limit: Some(limit),
+                };
+                let list = client.admin_audit(&params).await?;
                 show(
-                    &list,
+                    &serde_json::to_value(list)?,
                     json,
                     &[
                         "time", "actor", "source", "action", "project", "resource", "detail",
@@ -493,13 +496,8 @@ async fn set_robot_disabled(
     name: &str,
     disabled: bool,
 ) -> anyhow::Result<()> {
-    let body = json!({"disabled": disabled});
     client
-        .api(
-            Method::PATCH,
-            &format!("/api/v1/robots/{name}"),
-            Some(&body),
-        )
+        .admin_update_robot(name, &RobotUpdate { disabled })
         .await?;
     let state = if disabled { "disabled" } else { "enabled" };
     println!("Robot account {name} {state}");

@@ -1,8 +1,7 @@
 use std::process::ExitCode;
 
-use berth_client::Method;
+use berth_api::Signup;
 use berth_client::registry::RegistryClient;
-use serde_json::json;
 
 use crate::context::{ClientContext, runtime};
 
@@ -42,12 +41,14 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
             .insecure_registries
             .push(berth_oci::registry_host(&server).to_string());
     }
-    let body = json!({"name": username, "password": password, "public": !args.private});
+    let signup = Signup {
+        name: username.clone(),
+        password,
+        public: Some(!args.private),
+    };
     runtime()?.block_on(async {
         let client = RegistryClient::connect(&server, &settings, None).await?;
-        client
-            .api(Method::POST, "/api/v1/signup", Some(&body))
-            .await
+        client.signup(&signup).await
     })?;
     let visibility = if args.private { "private" } else { "public" };
     println!("Signed up as {username}; your namespace {server}/{username} is {visibility}.");

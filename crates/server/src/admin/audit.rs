@@ -4,10 +4,10 @@ use axum::extract::State;
 use berth_registry::audit::MAX_AUDIT_PAGE;
 use http::{HeaderValue, header};
 
-use super::types::*;
 use super::{AdminCaller, ApiResult, ok};
 use crate::App;
 use crate::error::ApiError;
+use berth_api::*;
 
 /// The audit log, newest first. System administrators read all of it; a project admin reads
 /// its project's events (`project` required). A full page carries `Link: <...>; rel="next"`.

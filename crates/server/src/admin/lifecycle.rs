@@ -4,10 +4,10 @@ use axum::extract::{Path, State};
 use berth_registry::audit::actor_name;
 use berth_registry::{Audit, AuditAction};
 
-use super::types::*;
 use super::{AdminCaller, ApiResult, body, no_content, ok, record};
 use crate::App;
 use crate::error::ApiError;
+use berth_api::*;
 
 /// Collect garbage now (system administrators). Answers when the collection is over, with
 /// its report: `manifests` (repository and digest of each deleted), `links_removed`,

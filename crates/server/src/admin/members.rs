@@ -6,10 +6,10 @@ use axum::extract::{Path, State};
 use berth_meta::Role;
 use berth_registry::{Audit, AuditAction};
 
-use super::types::*;
 use super::{AdminCaller, ApiResult, body, no_content, ok, record};
 use crate::App;
 use crate::error::ApiError;
+use berth_api::*;
 
 /// A project's members (anyone who may pull from it).
 #[utoipa::path(get, path = "/api/v1/projects/{name}/members", tag = "members",

@@ -12,7 +12,6 @@ mod lifecycle;
 mod members;
 mod projects;
 mod robots;
-mod types;
 mod users;
 
 use std::sync::OnceLock;

@@ -3,9 +3,9 @@
 use axum::extract::{Path, State};
 use berth_registry::{Audit, AuditAction};
 
-use super::types::*;
 use super::{AdminCaller, ApiResult, body, created, no_content, ok, record};
 use crate::App;
+use berth_api::*;
 
 /// Create a project (private unless `public`); the caller becomes its admin.
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = NewProject,

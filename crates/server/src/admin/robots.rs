@@ -7,9 +7,9 @@ use berth_registry::{Audit, AuditAction};
 use super::robot_name;
 use axum::extract::{Path, State};
 
-use super::types::*;
 use super::{AdminCaller, ApiResult, body, created, no_content, ok, record};
 use crate::App;
+use berth_api::*;
 
 /// Create a robot account; its secret is in the answer, once.
 #[utoipa::path(post, path = "/api/v1/robots", tag = "robots", request_body = NewRobot,

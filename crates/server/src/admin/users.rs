@@ -3,11 +3,11 @@
 use axum::extract::{Path, State};
 use berth_registry::{Audit, AuditAction};
 
-use super::types::*;
 use super::{AdminCaller, ApiResult, body, created, no_content, ok, record};
 use crate::App;
 use crate::auth::Peer;
 use crate::error::ApiError;
+use berth_api::*;
 
 /// Create an account (system administrators).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
