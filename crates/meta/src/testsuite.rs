@@ -940,14 +940,18 @@ pub async fn upload_owners(meta: &dyn MetaStore) {
     };
     let count =
         |owner: &'static str| async move { meta.count_uploads_of(owner).await.expect("count") };
+    // alice opens the sessions `ids` under a cap of 3, each let in.
+    let open_alice = |ids: std::ops::Range<u32>| async move {
+        for i in ids {
+            let opened = meta
+                .create_upload_capped(&session(&format!("01ALICE{i}"), Some("alice")), 3)
+                .await
+                .expect("create");
+            assert_eq!(opened, UploadCap::Opened, "session {i}");
+        }
+    };
     assert_eq!(count("alice").await, 0);
-    for i in 0..3 {
-        let opened = meta
-            .create_upload_capped(&session(&format!("01ALICE{i}"), Some("alice")), 3)
-            .await
-            .expect("create");
-        assert_eq!(opened, UploadCap::Opened, "session {i}");
-    }
+    open_alice(0..3).await;
     assert_eq!(count("alice").await, 3);
     // The fourth is refused and writes nothing; others are not affected.
     assert_eq!(
@@ -997,13 +1001,7 @@ pub async fn upload_owners(meta: &dyn MetaStore) {
             .expect("expire")
     );
     assert_eq!(count("alice").await, 1);
-    for i in 3..5 {
-        let opened = meta
-            .create_upload_capped(&session(&format!("01ALICE{i}"), Some("alice")), 3)
-            .await
-            .expect("create");
-        assert_eq!(opened, UploadCap::Opened, "session {i}");
-    }
+    open_alice(3..5).await;
     assert_eq!(count("alice").await, 3);
     // A lowered limit refuses at once; a raised one lets more in.
     assert_eq!(
