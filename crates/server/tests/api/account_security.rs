@@ -103,18 +103,7 @@ async fn set_role(app: &TestApp, project: &str, user: &str, role: &str) {
 /// `GET /auth/token` with Basic credentials for `scopes`, asking for a refresh token too:
 /// the access token and the refresh token.
 async fn login(app: &TestApp, user: &str, password: &str, scopes: &[&str]) -> (String, String) {
-    let mut query = vec![("service", "berth"), ("offline_token", "true")];
-    query.extend(scopes.iter().map(|s| ("scope", *s)));
-    let r = reqwest::Client::new()
-        .get(format!(
-            "{}/auth/token?{}",
-            app.base,
-            serde_urlencoded::to_string(query).expect("query")
-        ))
-        .header("authorization", basic(user, password))
-        .send()
-        .await
-        .expect("token");
+    let r = token_response(app, Some(&basic(user, password)), scopes, true).await;
     assert_eq!(r.status(), StatusCode::OK, "login as {user}");
     let body: Value = r.json().await.expect("json");
     (

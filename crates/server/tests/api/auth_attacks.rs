@@ -50,29 +50,9 @@ async fn get_with(app: &TestApp, path: &str, authorization: &str) -> reqwest::Re
         .expect("GET")
 }
 
-/// `GET /auth/token` for `scopes` with `authorization`; the response as it is.
-async fn token_response(
-    app: &TestApp,
-    authorization: Option<&str>,
-    scopes: &[&str],
-) -> reqwest::Response {
-    let mut query = vec![("service", "berth")];
-    query.extend(scopes.iter().map(|s| ("scope", *s)));
-    let url = format!(
-        "{}/auth/token?{}",
-        app.base,
-        serde_urlencoded::to_string(query).expect("query")
-    );
-    let mut request = reqwest::Client::new().get(url);
-    if let Some(a) = authorization {
-        request = request.header("authorization", a);
-    }
-    request.send().await.expect("token request")
-}
-
 /// A token from `/auth/token`, which must answer 200.
 async fn token(app: &TestApp, authorization: Option<&str>, scopes: &[&str]) -> String {
-    let r = token_response(app, authorization, scopes).await;
+    let r = token_response(app, authorization, scopes, false).await;
     assert_eq!(r.status(), StatusCode::OK, "token for {scopes:?}");
     let body: Value = r.json().await.expect("token json");
     body["token"].as_str().expect("token").to_string()
@@ -196,7 +176,7 @@ async fn tokens_out_of_their_time_or_for_another_service_are_refused() {
         "Bearer {}",
         token(&app, Some(&basic("admin", ADMIN_PASSWORD)), &[]).await
     );
-    let r = token_response(&app, Some(&own), &["repository:team/web:pull"]).await;
+    let r = token_response(&app, Some(&own), &["repository:team/web:pull"], false).await;
     assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
 }
 
@@ -248,7 +228,7 @@ async fn an_expired_robot_account_is_refused_everywhere() {
         )
         .await;
     }
-    let r = token_response(&app, Some(&old_basic), &["repository:team/web:pull"]).await;
+    let r = token_response(&app, Some(&old_basic), &["repository:team/web:pull"], false).await;
     assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     let r = post_token_form(
         &app,
@@ -412,7 +392,13 @@ async fn oversized_authorization_headers_are_refused_unread() {
             let r = get_with(&app, path, &huge_basic).await;
             assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
         }
-        let r = token_response(&app, Some(&huge_basic), &["repository:team/web:pull"]).await;
+        let r = token_response(
+            &app,
+            Some(&huge_basic),
+            &["repository:team/web:pull"],
+            false,
+        )
+        .await;
         assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     }
     // Refused before the username is even read: 24 of them lock nobody out.

@@ -443,6 +443,31 @@ impl BearerChallenge {
 }
 
 /// An `Authorization: Basic` value.
+/// `GET /auth/token` for `scopes` with `authorization` (`offline`: asking for a refresh token
+/// too); the response as it is.
+pub async fn token_response(
+    app: &TestApp,
+    authorization: Option<&str>,
+    scopes: &[&str],
+    offline: bool,
+) -> Response {
+    let mut query = vec![("service", "berth")];
+    if offline {
+        query.push(("offline_token", "true"));
+    }
+    query.extend(scopes.iter().map(|s| ("scope", *s)));
+    let url = format!(
+        "{}/auth/token?{}",
+        app.base,
+        serde_urlencoded::to_string(query).expect("query")
+    );
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(a) = authorization {
+        request = request.header("authorization", a);
+    }
+    request.send().await.expect("token request")
+}
+
 /// `POST /auth/token` with the OAuth2 form `fields` (oauth.md: `grant_type=password` or
 /// `refresh_token`, `service`, `scope`, ...).
 pub async fn post_token_form(app: &TestApp, fields: &[(&str, &str)]) -> Response {

@@ -48,18 +48,7 @@ async fn start(allow_signup: bool) -> TestApp {
 
 /// `GET /auth/token` with `authorization` for `scopes`; the token.
 async fn token(app: &TestApp, authorization: &str, scopes: &[&str]) -> String {
-    let mut query = vec![("service", "berth")];
-    query.extend(scopes.iter().map(|s| ("scope", *s)));
-    let r = reqwest::Client::new()
-        .get(format!(
-            "{}/auth/token?{}",
-            app.base,
-            serde_urlencoded::to_string(query).expect("query")
-        ))
-        .header("authorization", authorization)
-        .send()
-        .await
-        .expect("token");
+    let r = token_response(app, Some(authorization), scopes, false).await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.expect("json");
     body["token"].as_str().expect("token").to_string()
