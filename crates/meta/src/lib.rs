@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod clock;
 mod gc;
 mod inventory;
 mod jobs;
@@ -26,6 +27,7 @@ pub use accounts::{
     Accounts, ProjectRecord, RobotPermission, RobotRecord, Role, UnknownRole, UserRecord,
 };
 pub use audit::{AuditEvent, AuditLog, AuditQuery, AuditRecord};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use gc::{Collector, GcBlob, GcLink, GcManifest, GcReference, GcSnapshot};
 pub use inventory::Inventory;
 pub use jobs::{Job, JobLock, Jobs};
@@ -233,16 +235,10 @@ pub trait MetaStore:
     + Jobs
     + LoginThrottle
 {
+    /// The clock this store dates rows by; the services above it go by the same one.
+    fn clock(&self) -> &SharedClock;
     /// The database answers (for `/readyz`).
     async fn check(&self) -> Result<()>;
     /// Closes the connections, waiting for those in use (at shutdown).
     async fn close(&self);
-}
-
-/// Seconds since the Unix epoch: the timestamps stored with sessions and records.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }

@@ -126,7 +126,7 @@ pub(crate) use in_project;
 /// Sets one column of a project's settings row (creating the row), in one upsert.
 /// `NotFound` when the project does not exist.
 macro_rules! set_setting {
-    ($pool:expr, $project:expr, $column:literal, $value:expr) => {{
+    ($pool:expr, $now:expr, $project:expr, $column:literal, $value:expr) => {{
         sqlx::query(concat!(
             "INSERT INTO project_settings (project, ",
             $column,
@@ -140,7 +140,7 @@ macro_rules! set_setting {
         ))
         .bind($project)
         .bind($value)
-        .bind($crate::unix_now())
+        .bind($now)
         .execute($pool)
         .await
         .map_err($crate::rows::missing(format!("project {:?}", $project)))?;
@@ -193,11 +193,11 @@ macro_rules! impl_lifecycle {
 
             async fn set_quota(&self, project: &str, quota_bytes: Option<u64>) -> $crate::Result<()> {
                 let quota = quota_bytes.map(|q| i64::try_from(q).unwrap_or(i64::MAX));
-                $crate::lifecycle::set_setting!(&self.$write, project, "quota_bytes", quota)
+                $crate::lifecycle::set_setting!(&self.$write, self.now(), project, "quota_bytes", quota)
             }
 
             async fn set_immutable_tags(&self, project: &str, patterns: &[String]) -> $crate::Result<()> {
-                $crate::lifecycle::set_setting!(&self.$write, project, "immutable_tags", patterns.join("\n"))
+                $crate::lifecycle::set_setting!(&self.$write, self.now(), project, "immutable_tags", patterns.join("\n"))
             }
 
             async fn project_usage(&self, project: &str) -> $crate::Result<$crate::lifecycle::ProjectUsage> {
@@ -306,7 +306,7 @@ macro_rules! impl_lifecycle {
             }
 
             async fn set_retention(&self, project: &str, policy: &str) -> $crate::Result<()> {
-                $crate::lifecycle::set_setting!(&self.$write, project, "retention", policy)
+                $crate::lifecycle::set_setting!(&self.$write, self.now(), project, "retention", policy)
             }
 
             async fn projects_with_retention(&self) -> $crate::Result<Vec<String>> {

@@ -4,7 +4,7 @@
 use berth_oci::{Digest, Repository, Tag};
 
 use crate::{
-    AuditEvent, AuditQuery, AuditRecord, BlobRecord, MetaError, MetaStore, NewManifest,
+    AuditEvent, AuditQuery, AuditRecord, BlobRecord, Clock, MetaError, MetaStore, NewManifest,
     ProjectRecord, RobotPermission, RobotRecord, Role, UploadRecord, UserRecord,
 };
 
@@ -48,7 +48,8 @@ fn manifest(content: &[u8], blobs: &[&BlobRecord], tags: &[&str]) -> NewManifest
 #[macro_export]
 macro_rules! suite_tests {
     ($open:path) => {
-        $crate::suite_tests!(@cases $open; blobs_are_per_repository, manifests_tags_and_deletes, referrers, listings_page, tag_list_version, upload_sessions, upload_owners, job_locks, login_throttle, accounts, token_stamps, audit_log, audit_batches, inventory, collector, pushed_again_is_young_again, lifecycle);
+        $crate::suite_tests!(@cases $open; blobs_are_per_repository, manifests_tags_and_deletes, referrers, listings_page, tag_list_version, upload_sessions, upload_owners, job_locks, login_throttle, accounts, token_stamps, audit_log, audit_batches, inventory, collector, lifecycle);
+        $crate::suite_tests!(@timed $open; pushed_again_is_young_again);
     };
     (@cases $open:path; $($case:ident),+) => {
         $(
@@ -62,11 +63,26 @@ macro_rules! suite_tests {
             }
         )+
     };
+    // Cases that move the store's clock.
+    (@timed $open:path; $($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fresh = $open().await;
+                let meta = $crate::testsuite::Fresh::meta(&fresh);
+                $crate::testsuite::check(meta).await;
+                $crate::testsuite::$case(meta, $crate::testsuite::Fresh::clock(&fresh)).await;
+                $crate::testsuite::Fresh::finish(fresh).await;
+            }
+        )+
+    };
 }
 
 /// A fresh, empty store for one case of the suite, with what it lives on.
 pub trait Fresh {
+    /// The store, dating rows by [`Fresh::clock`].
     fn meta(&self) -> &dyn MetaStore;
+    fn clock(&self) -> &crate::ManualClock;
     /// Cleans up after a case that passed (drops a test database, say).
     fn finish(self) -> impl std::future::Future<Output = ()>;
 }
@@ -373,7 +389,7 @@ pub async fn upload_sessions(meta: &dyn MetaStore) {
     assert_eq!(meta.upload(&u.id).await.expect("get"), None);
 
     // Expiry: idle sessions oldest first; a session advanced since it was listed stays.
-    let now = crate::unix_now();
+    let now = meta.clock().now();
     let session = |id: &str, updated_at: i64| UploadRecord {
         id: id.into(),
         created_at: updated_at,
@@ -1319,7 +1335,7 @@ pub async fn collector(meta: &dyn MetaStore) {
     );
     assert!(snapshot.blobs.iter().any(|b| b.record == loose));
 
-    let now = crate::unix_now();
+    let now = meta.clock().now();
     let (past, future) = (now - 3600, now + 3600);
     let all = [image_row.id, index_row.id, tagged_row.id, signature_row.id];
     assert_eq!(
@@ -1402,7 +1418,7 @@ pub async fn collector(meta: &dyn MetaStore) {
 /// What a repository is sent again (a blob uploaded or mounted, a manifest put) is dated
 /// again: garbage collection's grace counts from the last push, so a collection whose cutoff
 /// falls between a first push long ago and a push again now spares it.
-pub async fn pushed_again_is_young_again(meta: &dyn MetaStore) {
+pub async fn pushed_again_is_young_again(meta: &dyn MetaStore, clock: &crate::ManualClock) {
     let r = repo("suite/again");
     let (layer, mounted) = (blob(b"again layer"), blob(b"again mounted"));
     for b in [&layer, &mounted] {
@@ -1410,12 +1426,9 @@ pub async fn pushed_again_is_young_again(meta: &dyn MetaStore) {
     }
     let image = manifest(b"again image", &[], &[]);
     meta.put_manifest(&r, &image).await.expect("image");
-    // Dates are in seconds: the cutoff is the next second.
-    let first = crate::unix_now();
-    while crate::unix_now() == first {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let cutoff = crate::unix_now();
+    // An hour later, the cutoff is now.
+    clock.advance(std::time::Duration::from_secs(3600));
+    let cutoff = clock.now();
     meta.add_blob(&r, &layer).await.expect("upload again");
     assert!(meta.link_blob(&r, &mounted.digest).await.expect("mount"));
     meta.put_manifest(&r, &image).await.expect("put again");
@@ -1445,7 +1458,7 @@ pub async fn pushed_again_is_young_again(meta: &dyn MetaStore) {
         Vec::<i64>::new()
     );
     // A cutoff after the second push takes them.
-    let later = crate::unix_now() + 1;
+    let later = clock.now() + 1;
     assert_eq!(meta.sweep_links(&links, later).await.expect("sweep"), 2);
     assert_eq!(
         meta.sweep_manifests(&[image_id], later)
@@ -1609,7 +1622,7 @@ pub async fn lifecycle(meta: &dyn MetaStore) {
         tags.iter()
             .all(|t| t.pulled_at.is_none() && t.pushed_at > 0)
     );
-    let now = crate::unix_now();
+    let now = meta.clock().now();
     meta.record_pull(&a, &tag("v1"), now, now - 3600)
         .await
         .expect("pull");

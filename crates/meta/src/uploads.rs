@@ -170,7 +170,7 @@ macro_rules! impl_upload_sessions {
                 .bind(offset as i64)
                 .bind(hash_state)
                 .bind(backend_state)
-                .bind($crate::unix_now())
+                .bind(self.now())
                 .bind(id)
                 .bind(expected_offset as i64)
                 .execute(&self.$write)

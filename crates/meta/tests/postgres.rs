@@ -11,9 +11,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use berth_meta::{
-    Accounts, AuditEvent, AuditLog, BlobIndex, BlobRecord, ManifestIndex, MetaError, MetaStore,
-    NewManifest, PostgresMeta, ProjectRecord, Role, UploadCap, UploadRecord, UploadSessions,
-    UserRecord, testsuite,
+    Accounts, AuditEvent, AuditLog, BlobIndex, BlobRecord, ManifestIndex, ManualClock, MetaError,
+    MetaStore, NewManifest, PostgresMeta, ProjectRecord, Role, UploadCap, UploadRecord,
+    UploadSessions, UserRecord, testsuite,
 };
 use berth_oci::{Digest, Repository, Tag};
 use berth_testkit::postgres::TestDatabase;
@@ -22,12 +22,17 @@ use tokio::sync::Barrier;
 /// A new database on the test server, for one case of the suite.
 struct Fresh {
     meta: PostgresMeta,
+    clock: Arc<ManualClock>,
     db: TestDatabase,
 }
 
 impl testsuite::Fresh for Fresh {
     fn meta(&self) -> &dyn MetaStore {
         &self.meta
+    }
+
+    fn clock(&self) -> &ManualClock {
+        &self.clock
     }
 
     async fn finish(self) {
@@ -38,8 +43,12 @@ impl testsuite::Fresh for Fresh {
 
 async fn fresh() -> Fresh {
     let db = TestDatabase::create().await;
-    let meta = PostgresMeta::connect(db.url(), 4).await.expect("connect");
-    Fresh { meta, db }
+    let clock = ManualClock::starting_now();
+    let meta = PostgresMeta::connect(db.url(), 4)
+        .await
+        .expect("connect")
+        .with_clock(clock.clone());
+    Fresh { meta, clock, db }
 }
 
 /// The shared suite, one test per case: `suite::<case>`.

@@ -1,7 +1,7 @@
 //! Accounts as the registry uses them: the first administrator, checking a login, and what an
 //! authenticated caller may do on a repository (the rules are in [`crate::permissions`]).
 
-use berth_meta::{ProjectRecord, RobotPermission, UserRecord, unix_now};
+use berth_meta::{ProjectRecord, RobotPermission, UserRecord};
 use berth_oci::Repository;
 
 use crate::passwords::{generate_secret, hash_password, verify_password_in};
@@ -72,7 +72,7 @@ impl Registry {
             password_hash: hash(password).await?,
             system_admin: true,
             disabled: false,
-            created_at: unix_now(),
+            created_at: self.now(),
             token_stamp: 0,
         };
         match self.meta.create_user(&user, None).await {
@@ -107,7 +107,7 @@ impl Registry {
         system_admin: bool,
         namespace: Option<bool>,
     ) -> Result<()> {
-        let now = unix_now();
+        let now = self.now();
         let user = UserRecord {
             id: new_account_id(),
             name: name.to_string(),
@@ -156,7 +156,7 @@ impl Registry {
                 let _ = verify(password, dummy_hash()?).await?;
                 return Ok(None);
             };
-            let expired = r.expires_at.is_some_and(|t| t <= unix_now());
+            let expired = r.expires_at.is_some_and(|t| t <= self.now());
             let matches = verify(password, r.secret_hash).await?;
             if r.disabled || expired || !matches {
                 return Ok(None);
@@ -385,7 +385,7 @@ impl Registry {
             name: name.to_string(),
             public: false,
             owner: None,
-            created_at: unix_now(),
+            created_at: self.now(),
         };
         match self.meta.create_project(&project, Some(admin)).await {
             Ok(()) => Ok(true),
@@ -414,7 +414,7 @@ impl Registry {
         };
         if let Some(robot) = username.strip_prefix(ROBOT_PREFIX) {
             return Ok(self.meta.robot(robot).await?.and_then(|r| {
-                let expired = r.expires_at.is_some_and(|t| t <= unix_now());
+                let expired = r.expires_at.is_some_and(|t| t <= self.now());
                 let current = r.id == claim.id && r.token_stamp == claim.stamp;
                 (current && !r.disabled && !expired).then_some(Principal::Robot {
                     name: r.name,

@@ -2,7 +2,7 @@
 //! asks: system administrators may do everything, project admins manage their project, every
 //! account may change its own password and create projects.
 
-use berth_meta::{ProjectRecord, RobotPermission, RobotRecord, Role, UserRecord, unix_now};
+use berth_meta::{ProjectRecord, RobotPermission, RobotRecord, Role, UserRecord};
 use berth_oci::Repository;
 
 use crate::accounts::{
@@ -169,7 +169,7 @@ impl Registry {
             name: name.to_string(),
             public,
             owner: None,
-            created_at: unix_now(),
+            created_at: self.now(),
         };
         self.meta
             .create_project(&project, Some(&me))
@@ -289,7 +289,7 @@ impl Registry {
                 permissions,
                 expires_at,
                 disabled: false,
-                created_at: unix_now(),
+                created_at: self.now(),
                 token_stamp: 0,
             })
             .await?;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use berth_meta::{AuditEvent, AuditLog, AuditQuery, AuditRecord, unix_now};
+use berth_meta::{AuditEvent, AuditLog, AuditQuery, AuditRecord};
 use berth_oci::{Digest, ManifestRef, Repository};
 use tokio::sync::{mpsc, oneshot};
 
@@ -119,10 +119,11 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// The event as the log stores it: done now by `actor` from `source`.
-    pub fn at(self, actor: &str, source: Option<IpAddr>) -> AuditEvent {
+    /// The event as the log stores it: done at `now` (seconds since the epoch) by `actor`
+    /// from `source`.
+    pub fn at(self, now: i64, actor: &str, source: Option<IpAddr>) -> AuditEvent {
         AuditEvent {
-            at: unix_now(),
+            at: now,
             actor: actor.chars().take(256).collect(),
             source: source.map(|a| a.to_string()),
             action: self.action.as_str().to_string(),
@@ -355,7 +356,7 @@ impl Registry {
     /// Appends an event. The operation it describes has already happened, so a failure to
     /// record is logged (as an error, with the event) rather than undoing or failing it.
     pub async fn record(&self, actor: &str, source: Option<IpAddr>, event: Audit) {
-        let event = event.at(actor, source);
+        let event = event.at(self.now(), actor, source);
         if let Err(e) = self.meta.record_event(&event).await {
             tracing::error!(error = %e, ?event, "could not write the audit log");
         }
@@ -464,7 +465,7 @@ mod tests {
         let repository: Repository = "team/app".parse().expect("repository");
         let digest = Digest::sha256_of(format!("manifest {i}").as_bytes());
         let reference = ManifestRef::Digest(digest.clone());
-        Audit::pull(&repository, &reference, &digest).at("alice", None)
+        Audit::pull(&repository, &reference, &digest).at(1, "alice", None)
     }
 
     async fn within_5s(check: impl Fn() -> bool) -> bool {
@@ -486,13 +487,16 @@ mod tests {
             &ManifestRef::Tag("1.0".parse().expect("tag")),
             &digest,
         )
-        .at("robot$ci", Some([192, 0, 2, 7].into()));
+        .at(1, "robot$ci", Some([192, 0, 2, 7].into()));
         assert_eq!(tagged.action, "pull");
         assert_eq!(tagged.resource, format!("team/app:1.0@{digest}"));
         assert_eq!(tagged.project.as_deref(), Some("team"));
         assert_eq!(tagged.source.as_deref(), Some("192.0.2.7"));
-        let by_digest = Audit::pull(&repository, &ManifestRef::Digest(digest.clone()), &digest)
-            .at("anonymous", None);
+        let by_digest = Audit::pull(&repository, &ManifestRef::Digest(digest.clone()), &digest).at(
+            1,
+            "anonymous",
+            None,
+        );
         assert_eq!(by_digest.resource, format!("team/app@{digest}"));
     }
 

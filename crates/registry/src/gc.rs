@@ -102,12 +102,27 @@ impl Registry {
         report.map(Some)
     }
 
+    /// What is dated before the returned second (and unreferenced) is collected.
+    ///
+    /// With a grace, that is the grace before now. A zero grace means whatever is unreferenced
+    /// when the collection runs; dates are whole seconds, so the mark first waits for the
+    /// clock's next second (at most one): everything dated before the collection was asked
+    /// for is then older than the cutoff, and whatever is uploaded or dated again (pushed,
+    /// mounted) from the mark on is not, so this collection never takes it and a push that
+    /// lost a blob to it wins when it is tried again.
+    async fn cutoff(&self, grace: Duration) -> i64 {
+        if grace.is_zero() {
+            let next = self.now().saturating_add(1);
+            self.clock().wait_until(next).await;
+            return next;
+        }
+        let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+        self.now().saturating_sub(grace)
+    }
+
     async fn collect(&self, options: &GcOptions) -> Result<GcReport> {
         let started = Instant::now();
-        let grace = i64::try_from(options.grace.as_secs()).unwrap_or(i64::MAX);
-        // Rows created in the current second are never older than the cutoff, whatever the
-        // grace: a zero grace still spares what is being pushed right now.
-        let cutoff = berth_meta::unix_now().saturating_sub(grace);
+        let cutoff = self.cutoff(options.grace).await;
         let snapshot = self.meta.gc_snapshot().await?;
         let mut report = GcReport {
             dry_run: options.dry_run,

@@ -87,6 +87,16 @@ impl Registry {
         }
     }
 
+    /// The clock the registry goes by: its metadata store's.
+    pub fn clock(&self) -> &berth_meta::SharedClock {
+        self.meta.clock()
+    }
+
+    /// Seconds since the epoch, by [`Registry::clock`].
+    pub(crate) fn now(&self) -> i64 {
+        self.meta.clock().now()
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

@@ -135,7 +135,7 @@ impl Registry {
             let tags: Vec<String> = extra_tags.iter().map(ToString::to_string).collect();
             event = event.detail(format!("tags={}", tags.join(",")));
         }
-        new.audit = Some(event.at(pusher.actor, pusher.source));
+        new.audit = Some(event.at(self.now(), pusher.actor, pusher.source));
         let subject = new.subject.clone();
         match self.meta.put_manifest(repository, &new).await {
             Ok(()) => Ok(Manifest { digest, subject }),

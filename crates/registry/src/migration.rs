@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use berth_meta::{BlobRecord, ManifestRecord, MetaError, MetaStore, Page, UploadRecord, unix_now};
+use berth_meta::{BlobRecord, ManifestRecord, MetaError, MetaStore, Page, UploadRecord};
 use berth_oci::{Digest, DigestHasher, Repository, Tag, parse_manifest};
 use berth_storage::{BlobKey, BlobStore, StorageError, UploadState};
 use futures_util::StreamExt;
@@ -281,7 +281,7 @@ impl Sides {
         let mut stream = self.from_blobs.open(&key, None).await?;
         let id = ulid::Ulid::new().to_string();
         let state = self.to_blobs.create_upload(&id).await?;
-        let now = unix_now();
+        let now = self.to_meta.clock().now();
         self.to_meta
             .create_upload(&UploadRecord {
                 id: id.clone(),

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use berth_meta::{Job, TagRecord, unix_now};
+use berth_meta::{Job, TagRecord};
 use berth_oci::{Digest, Repository, Tag};
 use serde::{Deserialize, Serialize};
 
@@ -234,7 +234,7 @@ impl Registry {
     ) -> Result<RetentionReport> {
         let policy = self.policy_of(project).await?;
         let patterns = self.meta.project_settings(project).await?.immutable_tags;
-        let now = unix_now();
+        let now = self.now();
         let mut by_repository: BTreeMap<Repository, Vec<TagRecord>> = BTreeMap::new();
         for t in self.meta.project_tags(project).await? {
             by_repository
@@ -285,7 +285,7 @@ impl Registry {
     pub(crate) fn note_pull(&self, repository: &Repository, tag: &Tag) {
         let meta = std::sync::Arc::clone(&self.meta);
         let (repository, tag) = (repository.clone(), tag.clone());
-        let now = unix_now();
+        let now = self.now();
         {
             let Ok(mut recent) = self.recent_pulls.lock() else {
                 return;

@@ -152,7 +152,7 @@ impl Registry {
         }
         let id = ulid::Ulid::new().to_string();
         let state = self.blobs.create_upload(&id).await?;
-        let now = berth_meta::unix_now();
+        let now = self.now();
         let record = UploadRecord {
             id,
             repository: repository.clone(),
@@ -372,7 +372,8 @@ impl Registry {
     }
 
     async fn expire_idle_uploads(&self, idle: Duration) -> Result<ExpiryReport> {
-        let before = berth_meta::unix_now()
+        let before = self
+            .now()
             .saturating_sub(i64::try_from(idle.as_secs()).unwrap_or(i64::MAX));
         let mut report = ExpiryReport::default();
         loop {

@@ -113,7 +113,7 @@ impl App {
                 gc.last_seconds.set(report.seconds);
                 gc.last_blobs_per_second.set(report.blobs_per_second);
                 gc.last_objects_per_second.set(report.objects_per_second);
-                gc.last_success.set(berth_meta::unix_now());
+                gc.last_success.set(self.registry().clock().now());
             }
             Ok(_) => {}
             Err(e) => {
@@ -136,7 +136,7 @@ pub async fn gc(config: &Config, options: &GcOptions) -> Result<Option<GcReport>
         }
     }
     let blobs = open_blobs(config).await?;
-    let meta = open_meta(config).await?;
+    let meta = open_meta(config, berth_meta::system_clock()).await?;
     let registry = Registry::new(
         Arc::clone(&meta),
         blobs,

@@ -89,6 +89,14 @@ impl App {
     /// Opens the embedded backends in `config.data_dir`: blobs on the filesystem, metadata in
     /// SQLite (`meta.db`).
     pub async fn open(config: Config) -> Result<App, StartError> {
+        Self::open_with_clock(config, berth_meta::system_clock()).await
+    }
+
+    /// [`App::open`], going by `clock` instead of the system's (tests set time forward).
+    pub async fn open_with_clock(
+        config: Config,
+        clock: berth_meta::SharedClock,
+    ) -> Result<App, StartError> {
         if config.uses_data_dir() {
             std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
                 path: config.data_dir.clone(),
@@ -96,7 +104,7 @@ impl App {
             })?;
         }
         let blobs = open_blobs(&config).await?;
-        let meta = open_meta(&config).await?;
+        let meta = open_meta(&config, clock).await?;
         let registry = Registry::new(
             meta.clone(),
             blobs.clone(),
@@ -244,14 +252,19 @@ async fn open_read_only(
 
 /// The metadata store `[database] url` names: PostgreSQL, or SQLite (by default
 /// `data_dir/meta.db`).
-async fn open_meta(config: &Config) -> Result<Arc<dyn MetaStore>, StartError> {
+async fn open_meta(
+    config: &Config,
+    clock: berth_meta::SharedClock,
+) -> Result<Arc<dyn MetaStore>, StartError> {
     let url = config.database.url.as_str();
     if check::is_postgres(url) {
         let meta = PostgresMeta::connect(url, config.database.max_connections).await?;
-        return Ok(Arc::new(meta));
+        return Ok(Arc::new(meta.with_clock(clock)));
     }
     Ok(Arc::new(
-        SqliteMeta::open(&check::sqlite_path(config)).await?,
+        SqliteMeta::open(&check::sqlite_path(config))
+            .await?
+            .with_clock(clock),
     ))
 }
 

@@ -51,7 +51,9 @@ pub async fn migrate(
         })?;
     }
     let to_blobs = open_blobs(to).await.map_err(MigrateError::OpenTarget)?;
-    let to_meta = open_meta(to).await.map_err(MigrateError::OpenTarget)?;
+    let to_meta = open_meta(to, berth_meta::system_clock())
+        .await
+        .map_err(MigrateError::OpenTarget)?;
     let sides = Sides {
         from_meta,
         from_blobs,

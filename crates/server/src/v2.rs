@@ -519,7 +519,8 @@ async fn get_manifest(
         && let Some(pulls) = app.pull_audit()
     {
         let actor = actor_name(&who.caller.principal());
-        pulls.push(Audit::pull(repo, reference, &m.digest).at(&actor, who.peer.0));
+        let now = app.registry().clock().now();
+        pulls.push(Audit::pull(repo, reference, &m.digest).at(now, &actor, who.peer.0));
     }
     Ok(response)
 }

@@ -10,7 +10,7 @@ use sqlx::postgres::PgRow;
 use super::PostgresMeta;
 use crate::accounts::{Accounts, ProjectRecord, RobotPermission, RobotRecord, Role, UserRecord};
 use crate::rows::{conflict, missing, role};
-use crate::{MetaError, Result, unix_now as now};
+use crate::{MetaError, Result};
 
 fn user(row: &PgRow) -> Result<UserRecord> {
     Ok(UserRecord {
@@ -89,7 +89,7 @@ impl Accounts for PostgresMeta {
         .map_err(conflict("user", &u.name))?;
         if let Some(p) = personal {
             insert_project(&mut tx, p).await?;
-            insert_member(&mut tx, &p.name, &u.name, Role::Admin).await?;
+            insert_member(&mut tx, &p.name, &u.name, Role::Admin, self.now()).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -155,7 +155,7 @@ impl Accounts for PostgresMeta {
         let mut tx = self.begin().await?;
         insert_project(&mut tx, p).await?;
         if let Some(admin) = admin {
-            insert_member(&mut tx, &p.name, admin, Role::Admin).await?;
+            insert_member(&mut tx, &p.name, admin, Role::Admin, self.now()).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -236,7 +236,7 @@ impl Accounts for PostgresMeta {
         .bind(project)
         .bind(user)
         .bind(role.as_str())
-        .bind(now())
+        .bind(self.now())
         .execute(&mut *tx)
         .await
         .map_err(missing(format!("project {project:?} or user {user:?}")))?;
@@ -362,7 +362,7 @@ impl Accounts for PostgresMeta {
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(candidate)
-        .bind(now())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         let key: Vec<u8> = sqlx::query_scalar("SELECT pkcs8 FROM signing_keys WHERE id = 1")
@@ -394,6 +394,7 @@ async fn insert_member(
     project: &str,
     user: &str,
     role: Role,
+    now: i64,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO memberships (project, username, role, created_at) VALUES ($1, $2, $3, $4)",
@@ -401,7 +402,7 @@ async fn insert_member(
     .bind(project)
     .bind(user)
     .bind(role.as_str())
-    .bind(now())
+    .bind(now)
     .execute(&mut *tx)
     .await
     .map_err(missing(format!("project {project:?} or user {user:?}")))?;

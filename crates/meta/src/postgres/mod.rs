@@ -36,7 +36,7 @@ use crate::probe::{self, Probe};
 use crate::rows::{page, parse, size};
 use crate::{
     BlobIndex, BlobRecord, Catalog, ManifestIndex, ManifestRecord, MetaError, MetaStore,
-    NewManifest, Page, Referrer, Result, unix_now as now,
+    NewManifest, Page, Referrer, Result,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -47,6 +47,8 @@ const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 #[derive(Clone, Debug)]
 pub struct PostgresMeta {
     pool: PgPool,
+    /// What rows are dated by.
+    clock: crate::SharedClock,
 }
 
 fn strings(digests: &[Digest]) -> Vec<String> {
@@ -89,7 +91,20 @@ impl PostgresMeta {
             .connect_with(options.clone())
             .await
             .map_err(|e| unavailable(e, &options))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            clock: crate::system_clock(),
+        })
+    }
+
+    /// Dates rows by `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: crate::SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// Connects once to the database at `url`, runs a query and compares its migrations with
@@ -125,7 +140,11 @@ impl PostgresMeta {
     /// NOTHING (a replica creating it at the same moment makes this wait for its commit); if
     /// that inserted nothing, the next statement, with a fresh READ COMMITTED snapshot, sees
     /// the other replica's row.
-    async fn repository_id(tx: &mut sqlx::PgConnection, repository: &Repository) -> Result<i64> {
+    async fn repository_id(
+        tx: &mut sqlx::PgConnection,
+        repository: &Repository,
+        now: i64,
+    ) -> Result<i64> {
         let select = "SELECT id FROM repositories WHERE name = $1";
         let found: Option<i64> = sqlx::query_scalar(select)
             .bind(repository.as_str())
@@ -139,7 +158,7 @@ impl PostgresMeta {
              ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(repository.as_str())
-        .bind(now())
+        .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(id) = inserted {
@@ -169,14 +188,19 @@ impl PostgresMeta {
     /// (FOR KEY SHARE) until the transaction ends, so the blob cannot vanish under the link.
     /// A link that exists is dated again: its blob was just pushed or mounted, and garbage
     /// collection's grace counts from then.
-    async fn grant(tx: &mut sqlx::PgConnection, repo: i64, digest: &Digest) -> Result<()> {
+    async fn grant(
+        tx: &mut sqlx::PgConnection,
+        repo: i64,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
         )
         .bind(repo)
         .bind(digest.to_string())
-        .bind(now())
+        .bind(now)
         .execute(tx)
         .await?;
         Ok(())
@@ -231,7 +255,7 @@ impl BlobIndex for PostgresMeta {
 
     async fn add_blob(&self, repository: &Repository, blob: &BlobRecord) -> Result<BlobRecord> {
         let mut tx = self.begin().await?;
-        let repo = Self::repository_id(&mut tx, repository).await?;
+        let repo = Self::repository_id(&mut tx, repository, self.now()).await?;
         // Replicas adding the same digest at once: the unique key makes the later ones wait
         // for the first insert and then take the conflict branch, which returns the winner's
         // row, so every caller returns the one record in force (SQLite: no concurrent insert
@@ -246,10 +270,10 @@ impl BlobIndex for PostgresMeta {
         .bind(blob.digest.to_string())
         .bind(blob.size as i64)
         .bind(&blob.storage_key)
-        .bind(now())
+        .bind(self.now())
         .fetch_one(&mut *tx)
         .await?;
-        Self::grant(&mut tx, repo, &blob.digest).await?;
+        Self::grant(&mut tx, repo, &blob.digest, self.now()).await?;
         let record = blob_record(&row)?;
         tx.commit().await?;
         Ok(record)
@@ -267,8 +291,8 @@ impl BlobIndex for PostgresMeta {
         if exists.is_none() {
             return Ok(false);
         }
-        let repo = Self::repository_id(&mut tx, repository).await?;
-        Self::grant(&mut tx, repo, digest).await?;
+        let repo = Self::repository_id(&mut tx, repository, self.now()).await?;
+        Self::grant(&mut tx, repo, digest, self.now()).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -303,7 +327,7 @@ impl BlobIndex for PostgresMeta {
 impl ManifestIndex for PostgresMeta {
     async fn put_manifest(&self, repository: &Repository, m: &NewManifest) -> Result<()> {
         let mut tx = self.begin().await?;
-        let repo = Self::repository_id(&mut tx, repository).await?;
+        let repo = Self::repository_id(&mut tx, repository, self.now()).await?;
         if !m.tags.is_empty() {
             Self::lock_tag_list(&mut tx, repository.as_str()).await?;
         }
@@ -355,7 +379,7 @@ impl ManifestIndex for PostgresMeta {
         .bind(m.subject.as_ref().map(|d| d.to_string()))
         .bind(&m.artifact_type)
         .bind(&m.annotations)
-        .bind(now())
+        .bind(self.now())
         .fetch_one(&mut *tx)
         .await?;
         let (kinds, digests): (Vec<&str>, Vec<String>) = m
@@ -398,7 +422,7 @@ impl ManifestIndex for PostgresMeta {
         )
         .bind(repo)
         .bind(manifest_id)
-        .bind(now())
+        .bind(self.now())
         .bind(&tags)
         .bind(immutable)
         .fetch_all(&mut *tx)
@@ -594,6 +618,10 @@ impl Jobs for PostgresMeta {
 
 #[async_trait]
 impl MetaStore for PostgresMeta {
+    fn clock(&self) -> &crate::SharedClock {
+        &self.clock
+    }
+
     async fn check(&self) -> Result<()> {
         match sqlx::query("SELECT 1").execute(&self.pool).await {
             Ok(_) => Ok(()),

@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use super::SqliteMeta;
 use crate::accounts::{Accounts, ProjectRecord, RobotPermission, RobotRecord, Role, UserRecord};
 use crate::rows::{conflict, missing, role};
-use crate::{MetaError, Result, unix_now as now};
+use crate::{MetaError, Result};
 
 fn user(row: &SqliteRow) -> Result<UserRecord> {
     Ok(UserRecord {
@@ -86,7 +86,7 @@ impl Accounts for SqliteMeta {
         .map_err(conflict("user", &u.name))?;
         if let Some(p) = personal {
             insert_project(&mut tx, p).await?;
-            insert_member(&mut tx, &p.name, &u.name, Role::Admin).await?;
+            insert_member(&mut tx, &p.name, &u.name, Role::Admin, self.now()).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -152,7 +152,7 @@ impl Accounts for SqliteMeta {
         let mut tx = self.write.begin().await?;
         insert_project(&mut tx, p).await?;
         if let Some(admin) = admin {
-            insert_member(&mut tx, &p.name, admin, Role::Admin).await?;
+            insert_member(&mut tx, &p.name, admin, Role::Admin, self.now()).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -233,7 +233,7 @@ impl Accounts for SqliteMeta {
         .bind(project)
         .bind(user)
         .bind(role.as_str())
-        .bind(now())
+        .bind(self.now())
         .execute(&mut *tx)
         .await
         .map_err(missing(format!("project {project:?} or user {user:?}")))?;
@@ -352,7 +352,7 @@ impl Accounts for SqliteMeta {
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(candidate)
-        .bind(now())
+        .bind(self.now())
         .execute(&self.write)
         .await?;
         let key: Vec<u8> = sqlx::query_scalar("SELECT pkcs8 FROM signing_keys WHERE id = 1")
@@ -384,6 +384,7 @@ async fn insert_member(
     project: &str,
     user: &str,
     role: Role,
+    now: i64,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO memberships (project, username, role, created_at) VALUES (?, ?, ?, ?)",
@@ -391,7 +392,7 @@ async fn insert_member(
     .bind(project)
     .bind(user)
     .bind(role.as_str())
-    .bind(now())
+    .bind(now)
     .execute(&mut *tx)
     .await
     .map_err(missing(format!("project {project:?} or user {user:?}")))?;

@@ -22,7 +22,7 @@ use crate::probe::{self, Probe};
 use crate::rows::{page, parse, size};
 use crate::{
     BlobIndex, BlobRecord, Catalog, ManifestIndex, ManifestRecord, MetaError, MetaStore,
-    NewManifest, Page, Referrer, Result, unix_now as now,
+    NewManifest, Page, Referrer, Result,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -33,6 +33,8 @@ pub struct SqliteMeta {
     write: SqlitePool,
     /// The database file: job locks are files beside it.
     path: std::path::PathBuf,
+    /// What rows are dated by.
+    clock: crate::SharedClock,
 }
 
 impl SqliteMeta {
@@ -48,6 +50,7 @@ impl SqliteMeta {
             read,
             write,
             path: path.to_path_buf(),
+            clock: crate::system_clock(),
         })
     }
 
@@ -63,7 +66,18 @@ impl SqliteMeta {
             read,
             write,
             path: path.to_path_buf(),
+            clock: crate::system_clock(),
         })
+    }
+
+    /// Dates rows by `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: crate::SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     fn options(path: &Path) -> SqliteConnectOptions {
@@ -104,27 +118,33 @@ impl SqliteMeta {
     async fn repository_id(
         tx: &mut sqlx::SqliteConnection,
         repository: &Repository,
+        now: i64,
     ) -> Result<i64> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO repositories (name, created_at) VALUES (?, ?)
              ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
         )
         .bind(repository.as_str())
-        .bind(now())
+        .bind(now)
         .fetch_one(tx)
         .await?;
         Ok(id)
     }
     /// Lets repository `repo` read blob `digest`. A link that exists is dated again: its
     /// blob was just pushed or mounted, and garbage collection's grace counts from then.
-    async fn grant(tx: &mut sqlx::SqliteConnection, repo: i64, digest: &Digest) -> Result<()> {
+    async fn grant(
+        tx: &mut sqlx::SqliteConnection,
+        repo: i64,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
              ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
         )
         .bind(repo)
         .bind(digest.to_string())
-        .bind(now())
+        .bind(now)
         .execute(tx)
         .await?;
         Ok(())
@@ -179,7 +199,7 @@ impl BlobIndex for SqliteMeta {
 
     async fn add_blob(&self, repository: &Repository, blob: &BlobRecord) -> Result<BlobRecord> {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        let repo = Self::repository_id(&mut tx, repository).await?;
+        let repo = Self::repository_id(&mut tx, repository, self.now()).await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (digest) DO NOTHING",
@@ -187,10 +207,10 @@ impl BlobIndex for SqliteMeta {
         .bind(blob.digest.to_string())
         .bind(blob.size as i64)
         .bind(&blob.storage_key)
-        .bind(now())
+        .bind(self.now())
         .execute(&mut *tx)
         .await?;
-        Self::grant(&mut tx, repo, &blob.digest).await?;
+        Self::grant(&mut tx, repo, &blob.digest, self.now()).await?;
         let row = sqlx::query("SELECT digest, size, storage_key FROM blobs WHERE digest = ?")
             .bind(blob.digest.to_string())
             .fetch_one(&mut *tx)
@@ -209,8 +229,8 @@ impl BlobIndex for SqliteMeta {
         if exists.is_none() {
             return Ok(false);
         }
-        let repo = Self::repository_id(&mut tx, repository).await?;
-        Self::grant(&mut tx, repo, digest).await?;
+        let repo = Self::repository_id(&mut tx, repository, self.now()).await?;
+        Self::grant(&mut tx, repo, digest, self.now()).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -288,7 +308,10 @@ impl ManifestIndex for SqliteMeta {
                 if let Some(missing) = m.manifests.first() {
                     return Err(MetaError::ManifestUnknown(missing.clone()));
                 }
-                (Self::repository_id(&mut tx, repository).await?, None)
+                (
+                    Self::repository_id(&mut tx, repository, self.now()).await?,
+                    None,
+                )
             }
         };
         // Same digest, same bytes, same references: a repeated PUT only adds tags, and dates
@@ -296,7 +319,7 @@ impl ManifestIndex for SqliteMeta {
         let manifest_id = match existing {
             Some(id) => {
                 sqlx::query("UPDATE manifests SET created_at = ? WHERE id = ?")
-                    .bind(now())
+                    .bind(self.now())
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -315,7 +338,7 @@ impl ManifestIndex for SqliteMeta {
                 .bind(m.subject.as_ref().map(|d| d.to_string()))
                 .bind(&m.artifact_type)
                 .bind(&m.annotations)
-                .bind(now())
+                .bind(self.now())
                 .fetch_one(&mut *tx)
                 .await?;
                 if !m.blobs.is_empty() || !m.manifests.is_empty() {
@@ -350,7 +373,7 @@ impl ManifestIndex for SqliteMeta {
             )
             .bind(repo)
             .bind(manifest_id)
-            .bind(now())
+            .bind(self.now())
             .bind(&tags)
             .bind(&immutable)
             .fetch_all(&mut *tx)
@@ -551,6 +574,10 @@ impl Jobs for SqliteMeta {
 
 #[async_trait]
 impl MetaStore for SqliteMeta {
+    fn clock(&self) -> &crate::SharedClock {
+        &self.clock
+    }
+
     async fn check(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
@@ -585,12 +612,17 @@ mod tests {
     /// A new database file in a directory of its own, for one case of the suite.
     struct Fresh {
         meta: super::SqliteMeta,
+        clock: std::sync::Arc<crate::ManualClock>,
         _dir: tempfile::TempDir,
     }
 
     impl crate::testsuite::Fresh for Fresh {
         fn meta(&self) -> &dyn MetaStore {
             &self.meta
+        }
+
+        fn clock(&self) -> &crate::ManualClock {
+            &self.clock
         }
 
         async fn finish(self) {
@@ -600,10 +632,16 @@ mod tests {
 
     async fn fresh() -> Fresh {
         let dir = tempfile::tempdir().expect("tempdir");
+        let clock = crate::ManualClock::starting_now();
         let meta = super::SqliteMeta::open(&dir.path().join("meta.db"))
             .await
-            .expect("open");
-        Fresh { meta, _dir: dir }
+            .expect("open")
+            .with_clock(clock.clone());
+        Fresh {
+            meta,
+            clock,
+            _dir: dir,
+        }
     }
 
     /// The shared suite, one test per case: `sqlite::tests::suite::<case>`.

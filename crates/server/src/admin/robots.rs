@@ -24,7 +24,7 @@ pub(super) async fn create_robot(
     let r: NewRobot = body(&bytes)?;
     let expires_at = r
         .expires_in_days
-        .map(|d| berth_meta::unix_now() + i64::from(d) * 86_400);
+        .map(|d| app.registry().clock().now() + i64::from(d) * 86_400);
     let granted = r
         .permissions
         .iter()

@@ -38,7 +38,7 @@ pub(super) async fn create_user(
             name: u.name,
             admin: u.admin,
             disabled: false,
-            created_at: berth_meta::unix_now(),
+            created_at: app.registry().clock().now(),
         },
         namespace,
     }))

@@ -129,6 +129,15 @@ impl TestApp {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        Self::start_with_clock(berth_meta::system_clock(), tweak).await
+    }
+
+    /// A registry going by `clock` (every replica): a test moves a
+    /// [`berth_meta::ManualClock`] forward instead of sleeping.
+    pub async fn start_with_clock(
+        clock: berth_meta::SharedClock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
             data_dir: dir.path().join("data"),
@@ -145,7 +154,9 @@ impl TestApp {
         if let Some(s) = &scale_out {
             s.prepare(&mut config).await;
         }
-        let app = App::open(config.clone()).await.expect("open app");
+        let app = App::open_with_clock(config.clone(), clock.clone())
+            .await
+            .expect("open app");
         let kept = config.clone();
         let (mut addr, tx, server) = serve_on_loopback(app.clone()).await;
         let mut others = Vec::new();
@@ -153,7 +164,9 @@ impl TestApp {
         let mut second_task = None;
         let mut balancer = None;
         if scale_out.is_some() {
-            let second = App::open(config).await.expect("open the second replica");
+            let second = App::open_with_clock(config, clock)
+                .await
+                .expect("open the second replica");
             let (second_addr, second_tx, task) = serve_on_loopback(second).await;
             replicas.push(second_addr);
             second_task = Some(task);
@@ -556,13 +569,14 @@ fn walk_files(dir: &std::path::Path) -> usize {
 pub async fn within_10s<F: std::future::Future<Output = bool>>(
     mut check: impl FnMut() -> F,
 ) -> bool {
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         if check().await {
             return true;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    false
+    check().await
 }
 
 /// A metric's value, summed over the replicas.

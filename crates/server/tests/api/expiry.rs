@@ -2,14 +2,17 @@
 //! its partial data (files, or on S3 the multipart upload and the staged tail); a session in
 //! use stays. Scaled out, both replicas run the job; the database lock lets one at a time.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use berth_meta::ManualClock;
 use reqwest::{Method, StatusCode};
 
 use crate::common::*;
 
-async fn start() -> TestApp {
-    TestApp::start_with(|c| {
+/// Sessions idle for 2 s expire; the job looks every second. Time is `clock`'s.
+async fn start(clock: Arc<ManualClock>) -> TestApp {
+    TestApp::start_with_clock(clock, |c| {
         c.uploads.expire_after_secs = 2;
         c.uploads.expiry_interval_secs = 1;
     })
@@ -46,7 +49,8 @@ async fn patch(app: &TestApp, location: &str, start: usize, data: &[u8]) -> reqw
 
 #[tokio::test]
 async fn idle_sessions_expire_with_their_data() {
-    let app = start().await;
+    let clock = ManualClock::starting_now();
+    let app = start(clock.clone()).await;
     let kept: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
     let kept_digest = app.push_blob("expiry/app", &kept).await;
     let objects_before = app.stored_objects().await;
@@ -64,15 +68,12 @@ async fn idle_sessions_expire_with_their_data() {
         assert_eq!(open_multipart_uploads(&app), 1);
     }
 
-    let mut gone = false;
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        if app.get(&abandoned).await.status() == StatusCode::NOT_FOUND {
-            gone = true;
-            break;
-        }
-    }
-    assert!(gone, "the idle session was not expired within 15 s");
+    // Idle for longer than the expiry time: the job's next look takes it.
+    clock.advance(Duration::from_secs(3));
+    assert!(
+        within_10s(|| async { app.get(&abandoned).await.status() == StatusCode::NOT_FOUND }).await,
+        "the idle session was not expired within 10 s"
+    );
     let r = patch(&app, &abandoned, data.len(), b"more").await;
     assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
 
@@ -90,16 +91,27 @@ async fn idle_sessions_expire_with_their_data() {
 
 #[tokio::test]
 async fn sessions_in_use_do_not_expire() {
-    let app = start().await;
+    let clock = ManualClock::starting_now();
+    let app = start(clock.clone()).await;
     let location = app.open_session("expiry/busy").await;
     let data: Vec<u8> = (0..8_000u32).map(|i| (i * 13 % 256) as u8).collect();
-    // Eight chunks over four seconds: twice the expiry time, never idle for it.
+    // Eight chunks over eight seconds: four times the expiry time, never idle for it. After
+    // each second, an expiry pass (the job's own) finds nothing to take.
     let mut location = location;
     for (i, chunk) in data.chunks(1_000).enumerate() {
         let r = patch(&app, &location, i * 1_000, chunk).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED, "chunk {i}");
         location = header(&r, "location").to_string();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        clock.advance(Duration::from_secs(1));
+        let pass = app
+            .app
+            .services()
+            .expire_uploads(Duration::from_secs(2))
+            .await
+            .expect("expiry");
+        if let Some(report) = pass {
+            assert_eq!(report.expired, 0, "chunk {i}: {report:?}");
+        }
     }
     let separator = if location.contains('?') { '&' } else { '?' };
     let digest = sha256(&data);

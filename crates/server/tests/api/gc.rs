@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use berth_meta::ManualClock;
 use berth_registry::gc::{GcOptions, GcReport};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -31,18 +32,14 @@ async fn collect(app: &TestApp, options: &GcOptions) -> GcReport {
         .expect("no other collection runs")
 }
 
-/// Rows created in this second are younger than any cutoff: step past it.
-async fn next_second() {
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-}
-
 async fn status(app: &TestApp, method: Method, path: &str) -> StatusCode {
     app.send(|| app.req(method.clone(), path)).await.status()
 }
 
 #[tokio::test]
 async fn gc_deletes_what_nothing_references_and_keeps_the_rest() {
-    let app = TestApp::start().await;
+    // A zero-grace collection waits for the clock's next second: this one moves at once.
+    let app = TestApp::start_with_clock(ManualClock::starting_now(), |_| {}).await;
     let repo = "gc/app";
     let shared = app.push_blob(repo, &noise(1, 40_000)).await;
     let only_b = noise(2, 30_000);
@@ -97,7 +94,6 @@ async fn gc_deletes_what_nothing_references_and_keeps_the_rest() {
     assert_eq!(r.status(), StatusCode::CREATED);
     // A blob no manifest references.
     let loose = app.push_blob(repo, &noise(3, 20_000)).await;
-    next_second().await;
 
     // Within the grace period nothing goes; a dry run deletes nothing.
     let r = collect(&app, &options(3600, true, false)).await;
@@ -129,7 +125,6 @@ async fn gc_deletes_what_nothing_references_and_keeps_the_rest() {
         .send(|| app.req(Method::DELETE, &format!("/v2/{repo}/manifests/b")))
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    next_second().await;
     let r = collect(&app, &options(0, true, false)).await;
     assert_eq!(r.manifests.len(), 1, "{r:?}");
     assert_eq!(r.manifests[0].digest.to_string(), sha256(&b));
@@ -169,7 +164,6 @@ async fn gc_deletes_what_nothing_references_and_keeps_the_rest() {
         .send(|| app.req(Method::DELETE, &format!("/v2/{repo}/manifests/multi")))
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    next_second().await;
     let r = collect(&app, &options(0, true, false)).await;
     assert_eq!(r.manifests.len(), 3, "{r:?}");
     assert_eq!(r.blobs_deleted, 2, "the children's configs: {r:?}");
@@ -196,6 +190,10 @@ async fn gc_deletes_what_nothing_references_and_keeps_the_rest() {
 /// uploaded, then the manifest. A manifest refused with MANIFEST_BLOB_UNKNOWN (a collection
 /// took a blob between the HEAD and the PUT) is pushed again from the start. Returns the
 /// manifest's bytes once acknowledged, and how many retries it took.
+///
+/// Bound by time, not by a count of attempts: a collection never takes what was pushed from
+/// its mark on, so an attempt after a refusal lands unless a later collection's mark falls
+/// between its blobs and its manifest; a push still refused after two minutes is starved.
 async fn push_like_a_client(
     app: &TestApp,
     repo: &str,
@@ -209,7 +207,9 @@ async fn push_like_a_client(
         .map(|(d, b)| (d.as_str(), b.len()))
         .collect();
     let manifest = image_manifest(&digests[0], blobs[0].len(), &layers, None, None);
-    for attempt in 0..50 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut attempt = 0;
+    while std::time::Instant::now() < deadline {
         for (blob, digest) in blobs.iter().zip(&digests) {
             let path = format!("/v2/{repo}/blobs/{digest}");
             if status(app, Method::HEAD, &path).await != StatusCode::OK {
@@ -228,6 +228,7 @@ async fn push_like_a_client(
             StatusCode::BAD_REQUEST => {
                 let body: serde_json::Value = r.json().await.expect("error body");
                 assert_eq!(body["errors"][0]["code"], "MANIFEST_BLOB_UNKNOWN", "{body}");
+                attempt += 1;
             }
             other => panic!(
                 "manifest PUT: {other}: {}",
@@ -235,7 +236,7 @@ async fn push_like_a_client(
             ),
         }
     }
-    panic!("{repo}:{tag} was refused 50 times");
+    panic!("{repo}:{tag} was refused {attempt} times in two minutes: starved");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -308,7 +309,6 @@ async fn pushes_during_collections_lose_nothing() {
     );
 
     // One more collection with nothing running, then every tag pulls byte for byte.
-    next_second().await;
     collect(&app, &options(0, true, false)).await;
     for (repo, tag, (manifest, blobs)) in &finals {
         let r = app.get(&format!("/v2/{repo}/manifests/{tag}")).await;
@@ -343,7 +343,6 @@ async fn system_admins_collect_through_the_api() {
         .expect("create bob");
     assert_eq!(r.status(), StatusCode::CREATED);
     let loose = app.push_blob("ops/app", &noise(9, 10_000)).await;
-    next_second().await;
 
     app.authorize(Some(&basic("bob", "bob-password")));
     let gc = |body: serde_json::Value| app.req(Method::POST, "/api/v1/gc").json(&body).send();

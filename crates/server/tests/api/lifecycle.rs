@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use berth_meta::{Clock, ManualClock};
 use berth_registry::gc::GcOptions;
 use berth_testkit::noise;
 use reqwest::{Method, StatusCode};
@@ -18,7 +19,12 @@ const ADMIN: &str = "admin-secret-1";
 /// A registry with accounts; the client signed in as the administrator, project `team`
 /// created.
 async fn start() -> TestApp {
-    let mut app = TestApp::start_with(|c| {
+    start_with_clock(berth_meta::system_clock()).await
+}
+
+/// [`start`], going by `clock`.
+async fn start_with_clock(clock: berth_meta::SharedClock) -> TestApp {
+    let mut app = TestApp::start_with_clock(clock, |c| {
         c.auth.enabled = true;
         c.auth.admin_password = ADMIN.into();
     })
@@ -408,7 +414,8 @@ impl Lcg {
 
 #[tokio::test]
 async fn usage_equals_a_recount_after_every_step() {
-    let app = start().await;
+    // Its zero-grace collections wait for the clock's next second: this one moves at once.
+    let app = start_with_clock(ManualClock::starting_now()).await;
     let seed = std::env::var("BERTH_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -543,8 +550,6 @@ async fn usage_equals_a_recount_after_every_step() {
                     continue;
                 }
                 gcs += 1;
-                // Everything is older than the cutoff one second on.
-                tokio::time::sleep(Duration::from_millis(1100)).await;
                 let options = GcOptions {
                     grace: Duration::ZERO,
                     delete_untagged: true,
@@ -594,44 +599,6 @@ async fn usage_equals_a_recount_after_every_step() {
     assert!(gcs > 0, "the sequence never collected garbage");
 }
 
-/// Sets a tag's push and pull times, `days` ago, in the database the servers share.
-async fn backdate(
-    app: &TestApp,
-    repo: &str,
-    tag: &str,
-    pushed_days: i64,
-    pulled_days: Option<i64>,
-) {
-    use sqlx::Connection as _;
-    let now = berth_meta::unix_now();
-    let day = 24 * 60 * 60;
-    let sql = "UPDATE tags SET updated_at = $1, pulled_at = $2 WHERE name = $3
-               AND repository_id = (SELECT id FROM repositories WHERE name = $4)";
-    let (pushed, pulled) = (now - pushed_days * day, pulled_days.map(|d| now - d * day));
-    let url = &app.config.database.url;
-    let done = if url.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-        let query = sqlx::query(sql)
-            .bind(pushed)
-            .bind(pulled)
-            .bind(tag)
-            .bind(repo);
-        query.execute(&mut c).await.expect("update").rows_affected()
-    } else {
-        let path = app.config.data_dir.join("meta.db");
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .expect("connect");
-        let query = sqlx::query(sql)
-            .bind(pushed)
-            .bind(pulled)
-            .bind(tag)
-            .bind(repo);
-        query.execute(&mut c).await.expect("update").rows_affected()
-    };
-    assert_eq!(done, 1, "{repo}:{tag}");
-}
-
 async fn tags(app: &TestApp, repo: &str) -> Vec<String> {
     let body: Value = app
         .get(&format!("/v2/{repo}/tags/list"))
@@ -652,19 +619,24 @@ async fn tags(app: &TestApp, repo: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn retention_deletes_the_tags_no_rule_keeps() {
-    let app = start().await;
+    let clock = ManualClock::starting_now();
+    let (now, day) = (clock.now(), 24 * 60 * 60);
+    let app = start_with_clock(clock.clone()).await;
     let mut digests = BTreeMap::new();
-    for (repo, tag) in [
-        ("team/app", "1.0"),
-        ("team/app", "1.1"),
-        ("team/app", "1.2"),
-        ("team/app", "1.3"),
-        ("team/app", "release-1"),
-        ("team/web", "old"),
+    // Each tag pushed that many days ago; 1.1 pulled yesterday.
+    for (repo, tag, days) in [
+        ("team/web", "old", 400),
+        ("team/app", "release-1", 50),
+        ("team/app", "1.0", 40),
+        ("team/app", "1.1", 30),
+        ("team/app", "1.2", 20),
+        ("team/app", "1.3", 10),
     ] {
+        clock.set(now - days * day);
         let (_, digest) = app.push_image(repo, tag, &format!("{repo}:{tag}")).await;
         digests.insert(tag, digest);
     }
+    clock.set(now - day);
     // A pull is recorded (off the request's path: wait for it).
     let r = app.get("/v2/team/app/manifests/1.1").await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -692,16 +664,7 @@ async fn retention_deletes_the_tags_no_rule_keeps() {
             == 1,
         "only the pulled tag has a pull time"
     );
-    for (tag, pushed, pulled) in [
-        ("1.0", 40, None),
-        ("1.1", 30, Some(1)),
-        ("1.2", 20, None),
-        ("1.3", 10, None),
-        ("release-1", 50, None),
-    ] {
-        backdate(&app, "team/app", tag, pushed, pulled).await;
-    }
-    backdate(&app, "team/web", "old", 400, None).await;
+    clock.set(now);
 
     let r = api(
         &app,
@@ -796,7 +759,6 @@ async fn retention_deletes_the_tags_no_rule_keeps() {
     );
     assert_eq!(events[0]["project"], "team");
     // The manifest it untagged is garbage collection's.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let options = GcOptions {
         grace: Duration::ZERO,
         delete_untagged: true,
@@ -863,7 +825,9 @@ async fn concurrent_first_pushes_of_an_immutable_tag_leave_one() {
 
 #[tokio::test]
 async fn retention_runs_on_its_schedule() {
-    let mut app = TestApp::start_with(|c| {
+    let clock = ManualClock::starting_now();
+    let now = clock.now();
+    let mut app = TestApp::start_with_clock(clock.clone(), |c| {
         c.auth.enabled = true;
         c.auth.admin_password = ADMIN.into();
         c.retention.interval_secs = 1;
@@ -878,10 +842,11 @@ async fn retention_runs_on_its_schedule() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    for tag in ["a", "b"] {
+    // a pushed ten days ago, b now.
+    for (tag, days) in [("a", 10), ("b", 0)] {
+        clock.set(now - days * 24 * 60 * 60);
         app.push_image("team/app", tag, tag).await;
     }
-    backdate(&app, "team/app", "a", 10, None).await;
     let policy = json!({"rules": [{"keep_pushed_within_days": 1}]});
     let r = api(
         &app,

@@ -615,7 +615,7 @@ async fn refused_logins_cost_one_password_check_whatever_the_reason() {
         .await
         .expect("disable robot");
     let old = services
-        .admin_create_robot(&admin(), "old", pull(), Some(berth_meta::unix_now() - 60))
+        .admin_create_robot(&admin(), "old", pull(), Some(services.clock().now() - 60))
         .await
         .expect("robot");
 
