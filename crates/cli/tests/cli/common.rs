@@ -440,3 +440,19 @@ pub fn policy(dir: &Path) -> PathBuf {
     .expect("write policy");
     policy
 }
+
+/// The value of metric `name` on the server at `base` (`GET /metrics`).
+pub async fn metric(http: &reqwest::Client, base: &str, name: &str) -> f64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}

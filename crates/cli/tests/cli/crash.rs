@@ -111,7 +111,15 @@ async fn kill_9_during_uploads() {
             }),
         ));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Killed once all four are inside the server.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&http, &server.base, "berth_upload_requests_running").await < 4.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the four uploads were not all running after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.kill9();
     for (_, task) in &mut in_flight {
         let result = task.await.expect("join");

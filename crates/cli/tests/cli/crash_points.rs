@@ -269,7 +269,7 @@ async fn run(start: impl Fn(&[(&str, &str)]) -> Server, fsck_args: Vec<String>) 
     ]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let open = uploads_in_progress(&http, &server.base).await;
+        let open = metric(&http, &server.base, "berth_uploads_in_progress").await as u64;
         if open == 0 {
             break;
         }
@@ -289,25 +289,6 @@ async fn run(start: impl Fn(&[(&str, &str)]) -> Server, fsck_args: Vec<String>) 
         shared.requests.load(Ordering::SeqCst),
         ledger.acknowledged.len(),
     );
-}
-
-/// The `berth_uploads_in_progress` gauge of `/metrics`.
-async fn uploads_in_progress(http: &reqwest::Client, base: &str) -> u64 {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("berth_uploads_in_progress "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or_else(
-            || panic!("no berth_uploads_in_progress in {text}"),
-            |v| v as u64,
-        )
 }
 
 /// `berth fsck --verify-digests` on the stopped server's data: no fault.

@@ -641,19 +641,13 @@ async fn retention_deletes_the_tags_no_rule_keeps() {
     let r = app.get("/v2/team/app/manifests/1.1").await;
     assert_eq!(r.status(), StatusCode::OK);
     let meta = app.meta().await;
-    let mut recorded = false;
-    for _ in 0..50 {
+    let recorded = within_10s(|| async {
         let tags = meta.project_tags("team").await.expect("tags");
-        if tags
-            .iter()
+        tags.iter()
             .any(|t| t.tag.as_str() == "1.1" && t.pulled_at.is_some())
-        {
-            recorded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(recorded, "the pull of 1.1 was not recorded");
+    })
+    .await;
+    assert!(recorded, "the pull of 1.1 was not recorded within 10 s");
     assert!(
         meta.project_tags("team")
             .await

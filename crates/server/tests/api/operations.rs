@@ -177,11 +177,20 @@ async fn shutdown_finishes_requests_in_flight() {
     let request = app.req(Method::PATCH, &loc).body(body).send();
     let pending = tokio::spawn(request);
     tx.send(Ok(vec![1u8; 1000])).await.expect("send");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        within_10s(|| async {
+            crate::common::metric(&app, "berth_upload_requests_running").await >= 1.0
+        })
+        .await,
+        "the PATCH never reached the server"
+    );
     app.trigger_shutdown();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     // New connections are refused while the old request goes on.
-    assert!(reqwest::get(format!("{}/v2/", app.base)).await.is_err());
+    let base = app.base.clone();
+    assert!(
+        within_10s(|| async { reqwest::get(format!("{base}/v2/")).await.is_err() }).await,
+        "new connections still accepted 10 s after the shutdown began"
+    );
     tx.send(Ok(vec![2u8; 1000])).await.expect("send");
     drop(tx);
     let r = pending.await.expect("join").expect("response");

@@ -166,7 +166,10 @@ async fn an_upload_goes_on_through_the_other_replica_when_one_dies() {
     tx.send(Ok(blob[6 << 20..(7 << 20)].to_vec()))
         .await
         .expect("send");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        within_10s(|| async { metric(&app, "berth_upload_requests_running").await >= 1.0 }).await,
+        "the PATCH never reached the second replica"
+    );
     second.abort();
     let _ = second.await;
     drop(tx);
