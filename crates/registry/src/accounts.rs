@@ -1,13 +1,12 @@
-//! Accounts as the registry uses them: the first administrator, checking a login, and what an
-//! authenticated caller may do on a repository (the rules are in [`crate::permissions`]).
+//! Accounts as the registry uses them: the first administrator, creating accounts, the name
+//! rules, and password hashing on threads of its own (checking a login is the access service's,
+//! [`crate::access`]).
 
-use berth_meta::{ProjectRecord, RobotPermission, UserRecord};
+use berth_meta::{ProjectRecord, UserRecord};
 use berth_oci::Repository;
 
 use crate::passwords::{generate_secret, hash_password, verify_password_in};
-use crate::permissions::{Actions, Subject, allowed};
-use crate::token::AccountClaim;
-use crate::{Error, Principal, Registry, Result};
+use crate::{Error, Registry, Result};
 
 /// The first account of an empty registry.
 pub const ADMIN_USER: &str = "admin";
@@ -133,93 +132,6 @@ impl Registry {
                 other => other.into(),
             })
     }
-
-    /// Checks a username and password (or `robot$<name>` and its secret). `None` when they do
-    /// not match, the account is disabled or the robot expired; which of these is not told.
-    pub async fn authenticate(&self, username: &str, password: &str) -> Result<Option<Principal>> {
-        Ok(self
-            .authenticate_account(username, password)
-            .await?
-            .map(|(principal, _)| principal))
-    }
-
-    /// As [`Registry::authenticate`], with what a token issued to the account must carry.
-    pub async fn authenticate_account(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<Option<(Principal, AccountClaim)>> {
-        // Every refusal costs one password check, like a wrong password for a live account,
-        // so that timing tells apart neither names nor disabled and expired accounts.
-        if let Some(robot) = username.strip_prefix(ROBOT_PREFIX) {
-            let Some(r) = self.meta.robot(robot).await? else {
-                let _ = verify(password, dummy_hash()?).await?;
-                return Ok(None);
-            };
-            let expired = r.expires_at.is_some_and(|t| t <= self.now());
-            let matches = verify(password, r.secret_hash).await?;
-            if r.disabled || expired || !matches {
-                return Ok(None);
-            }
-            let claim = AccountClaim {
-                id: r.id,
-                stamp: r.token_stamp,
-            };
-            let principal = Principal::Robot {
-                name: r.name,
-                permissions: r.permissions,
-            };
-            return Ok(Some((principal, claim)));
-        }
-        let Some(u) = self.meta.user(username).await? else {
-            let _ = verify(password, dummy_hash()?).await?;
-            return Ok(None);
-        };
-        let matches = verify(password, u.password_hash).await?;
-        if u.disabled || !matches {
-            return Ok(None);
-        }
-        let claim = AccountClaim {
-            id: u.id,
-            stamp: u.token_stamp,
-        };
-        let principal = Principal::User {
-            name: u.name,
-            system_admin: u.system_admin,
-        };
-        Ok(Some((principal, claim)))
-    }
-
-    /// What `who` may do on `repository`'s project.
-    pub async fn allowed_actions(
-        &self,
-        who: &Principal,
-        repository: &Repository,
-    ) -> Result<Actions> {
-        let project_name = repository.project();
-        let project = self.meta.project(project_name).await?;
-        let subject = match who {
-            Principal::Anonymous => Subject::Anonymous,
-            Principal::User { name, system_admin } => Subject::User {
-                system_admin: *system_admin,
-                role: match &project {
-                    Some(_) if !system_admin => self.meta.role(project_name, name).await?,
-                    _ => None,
-                },
-            },
-            Principal::Robot { permissions, .. } => Subject::Robot {
-                granted: robot_actions(permissions, project_name),
-            },
-        };
-        Ok(allowed(&subject, project.as_ref()))
-    }
-}
-
-fn robot_actions<'a>(permissions: &'a [RobotPermission], project: &str) -> Option<&'a [String]> {
-    permissions
-        .iter()
-        .find(|p| p.project == project)
-        .map(|p| p.actions.as_slice())
 }
 
 /// An account name is a project name (it becomes the personal namespace): one repository path
@@ -285,7 +197,7 @@ fn hex_lower(bytes: &[u8]) -> String {
 }
 
 /// An argon2id hash of a random password nobody knows, checked when a username is unknown.
-fn dummy_hash() -> Result<String> {
+pub(crate) fn dummy_hash() -> Result<String> {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     if let Some(h) = DUMMY.get() {
         return Ok(h.clone());
@@ -360,7 +272,7 @@ pub(crate) async fn hash(password: String) -> Result<String> {
     on_hashing_thread("password hashing", move || hash_password(&password)).await?
 }
 
-async fn verify(password: &str, stored: String) -> Result<bool> {
+pub(crate) async fn verify(password: &str, stored: String) -> Result<bool> {
     thread_local! {
         /// argon2's memory, allocated once per hashing thread (`verify_password_in`).
         static MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
@@ -371,65 +283,6 @@ async fn verify(password: &str, stored: String) -> Result<bool> {
         MEMORY.with_borrow_mut(|memory| verify_password_in(&password, &stored, memory))
     })
     .await
-}
-
-impl Registry {
-    /// Creates `repository`'s project, private, with `admin` as its admin, unless it exists
-    /// (`auto_create_projects`). Returns whether it was created.
-    pub async fn ensure_project(&self, repository: &Repository, admin: &str) -> Result<bool> {
-        let name = repository.project();
-        if self.meta.project(name).await?.is_some() {
-            return Ok(false);
-        }
-        let project = ProjectRecord {
-            name: name.to_string(),
-            public: false,
-            owner: None,
-            created_at: self.now(),
-        };
-        match self.meta.create_project(&project, Some(admin)).await {
-            Ok(()) => Ok(true),
-            // Created meanwhile by another request.
-            Err(berth_meta::MetaError::Conflict(_)) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Whether `repository`'s project exists.
-    pub async fn project_exists(&self, repository: &Repository) -> Result<bool> {
-        Ok(self.meta.project(repository.project()).await?.is_some())
-    }
-
-    /// The account a token was issued to, as it is now: `None` when it is disabled, expired
-    /// or removed, when the name now belongs to another account (another id), or when its
-    /// token stamp has moved on since (a password change, a lowered role, ...). A token
-    /// without an account claim names no account and is refused.
-    pub async fn principal_of_token(
-        &self,
-        username: &str,
-        claim: Option<&AccountClaim>,
-    ) -> Result<Option<Principal>> {
-        let Some(claim) = claim else {
-            return Ok(None);
-        };
-        if let Some(robot) = username.strip_prefix(ROBOT_PREFIX) {
-            return Ok(self.meta.robot(robot).await?.and_then(|r| {
-                let expired = r.expires_at.is_some_and(|t| t <= self.now());
-                let current = r.id == claim.id && r.token_stamp == claim.stamp;
-                (current && !r.disabled && !expired).then_some(Principal::Robot {
-                    name: r.name,
-                    permissions: r.permissions,
-                })
-            }));
-        }
-        Ok(self.meta.user(username).await?.and_then(|u| {
-            let current = u.id == claim.id && u.token_stamp == claim.stamp;
-            (current && !u.disabled).then_some(Principal::User {
-                name: u.name,
-                system_admin: u.system_admin,
-            })
-        }))
-    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! asks: system administrators may do everything, project admins manage their project, every
 //! account may change its own password and create projects.
 
-use berth_meta::{ProjectRecord, RobotPermission, RobotRecord, Role, UserRecord};
+use berth_meta::{Accounts, ProjectRecord, RobotPermission, RobotRecord, Role, UserRecord};
 use berth_oci::Repository;
 
+use crate::access::allowed_actions;
 use crate::accounts::{
     ANONYMOUS, RESERVED_NAMES, ROBOT_PREFIX, hash, new_account_id, reserved, validate_name_grammar,
     validate_password,
@@ -50,6 +51,31 @@ fn require_account(who: &Principal) -> Result<&str> {
     }
 }
 
+/// Refuses a project name `who` may not take: reserved words and another account's personal
+/// namespace (its name, even while no such project exists) are for system administrators (and
+/// that account) only. Also the rule for projects created by a push (`auto_create_projects`).
+pub(crate) async fn may_create_project(
+    accounts: &dyn Accounts,
+    who: &Principal,
+    name: &str,
+) -> Result<()> {
+    let me = require_account(who)?;
+    validate_name_grammar("project", name)?;
+    if system_admin(who) || me == name {
+        return Ok(());
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(reserved(name));
+    }
+    if accounts.user(name).await?.is_some() {
+        return Err(Error::Denied(format!(
+            "{name:?} is the personal namespace of the account of that name: only it and \
+             system administrators may create it"
+        )));
+    }
+    Ok(())
+}
+
 fn not_found(what: &str, name: &str) -> Error {
     Error::Meta(berth_meta::MetaError::NotFound(format!("{what} {name:?}")))
 }
@@ -67,7 +93,7 @@ impl Registry {
             .await?
             .ok_or_else(|| not_found("project", project))?;
         let repository: Repository = project.parse().map_err(|_| not_found("project", project))?;
-        let allowed = self.allowed_actions(who, &repository).await?;
+        let allowed = allowed_actions(self.meta.as_ref(), who, &repository).await?;
         if !allowed.pull {
             // A private project is invisible to outsiders: the same answer as a missing one.
             return Err(not_found("project", project));
@@ -103,27 +129,6 @@ impl Registry {
         self.insert_account(name, password, make_admin, namespace_free.then_some(false))
             .await?;
         Ok(namespace_free.then(|| name.to_string()))
-    }
-
-    /// Refuses a project name `who` may not take: reserved words and another account's
-    /// personal namespace (its name, even while no such project exists) are for system
-    /// administrators (and that account) only.
-    pub async fn may_create_project(&self, who: &Principal, name: &str) -> Result<()> {
-        let me = require_account(who)?;
-        validate_name_grammar("project", name)?;
-        if system_admin(who) || me == name {
-            return Ok(());
-        }
-        if RESERVED_NAMES.contains(&name) {
-            return Err(reserved(name));
-        }
-        if self.meta.user(name).await?.is_some() {
-            return Err(Error::Denied(format!(
-                "{name:?} is the personal namespace of the account of that name: only it and \
-                 system administrators may create it"
-            )));
-        }
-        Ok(())
     }
 
     pub async fn admin_users(&self, who: &Principal) -> Result<Vec<UserRecord>> {
@@ -164,7 +169,7 @@ impl Registry {
         public: bool,
     ) -> Result<()> {
         let me = require_account(who)?.to_string();
-        self.may_create_project(who, name).await?;
+        may_create_project(self.meta.as_ref(), who, name).await?;
         let project = ProjectRecord {
             name: name.to_string(),
             public,
@@ -184,7 +189,11 @@ impl Registry {
             let Ok(repository) = p.name.parse::<Repository>() else {
                 continue;
             };
-            if p.public || self.allowed_actions(who, &repository).await?.pull {
+            if p.public
+                || allowed_actions(self.meta.as_ref(), who, &repository)
+                    .await?
+                    .pull
+            {
                 out.push(p);
             }
         }

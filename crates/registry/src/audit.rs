@@ -352,14 +352,26 @@ async fn write_batch(log: &dyn AuditLog, batch: &mut Vec<AuditEvent>, dropped: &
     }
 }
 
+/// Appends an event done at `now` to `log`; a failure is logged as an error, with the event
+/// (see [`Registry::record`]).
+pub(crate) async fn record(
+    log: &dyn AuditLog,
+    now: i64,
+    actor: &str,
+    source: Option<IpAddr>,
+    event: Audit,
+) {
+    let event = event.at(now, actor, source);
+    if let Err(e) = log.record_event(&event).await {
+        tracing::error!(error = %e, ?event, "could not write the audit log");
+    }
+}
+
 impl Registry {
     /// Appends an event. The operation it describes has already happened, so a failure to
     /// record is logged (as an error, with the event) rather than undoing or failing it.
     pub async fn record(&self, actor: &str, source: Option<IpAddr>, event: Audit) {
-        let event = event.at(self.now(), actor, source);
-        if let Err(e) = self.meta.record_event(&event).await {
-            tracing::error!(error = %e, ?event, "could not write the audit log");
-        }
+        record(self.meta.as_ref(), self.now(), actor, source, event).await;
     }
 
     /// Reads the log: system administrators read everything; a project admin reads the events

@@ -2,6 +2,9 @@ use berth_meta::MetaError;
 use berth_oci::{Digest, Repository};
 use berth_storage::StorageError;
 
+use crate::Action;
+use crate::token::MANAGEMENT_SCOPE;
+
 /// Everything a registry operation can fail with. The server maps each variant to an OCI
 /// error code and HTTP status in one table.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,31 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     Denied(String),
+    /// No credentials, or refused ones, where the request needs some (`UNAUTHORIZED`, with a
+    /// challenge saying where tokens come from): naming the repository and action asked for,
+    /// when there was one, and marked `insufficient_scope` when a token fell short of it.
+    #[error("{message}")]
+    Unauthenticated {
+        message: String,
+        scope: Option<(Repository, Action)>,
+        insufficient_scope: bool,
+    },
+    /// A token without the management scope on the management API (`DENIED`, with a challenge
+    /// naming the scope to ask for).
+    #[error(
+        "insufficient_scope: this token does not grant the management API; ask the token \
+         endpoint for scope {}:{}:* with account credentials",
+        MANAGEMENT_SCOPE.0,
+        MANAGEMENT_SCOPE.1
+    )]
+    ManagementScopeMissing,
+    /// Too many failed logins for the account or the client address: try again later
+    /// (`TOOMANYREQUESTS`).
+    #[error("too many failed logins; try again in {retry_after_secs} seconds")]
+    LoginLocked { retry_after_secs: u64 },
+    /// The token endpoint refuses a login or a token request (401 with these words).
+    #[error("{0}")]
+    TokenRefused(String),
     /// A push that would take the project past its storage quota (`DENIED`).
     #[error("{0}")]
     QuotaExceeded(String),

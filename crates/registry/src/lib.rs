@@ -1,8 +1,8 @@
 //! The registry's services, without HTTP: uploads, blobs, manifests, tags, referrers, the
-//! catalog and the access check. The server crate turns requests into calls here and maps
+//! catalog, and the access policy ([`access::Access`]). The server crate turns requests into calls here and maps
 //! [`Error`] to OCI error codes in one table.
 
-mod access;
+pub mod access;
 pub mod accounts;
 pub mod admin;
 pub mod audit;
@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use berth_meta::MetaStore;
 use berth_storage::BlobStore;
 
-pub use access::{AccessPolicy, Action, AllowAll, Principal};
+pub use access::{Access, AccessOptions, Action, Caller, Credentials, Principal};
 pub use audit::{Audit, AuditAction};
 pub use blobs::RangeRequest;
 pub use error::{Error, Result};
@@ -59,7 +59,6 @@ impl Default for Limits {
 pub struct Registry {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
-    access: Arc<dyn AccessPolicy>,
     limits: Limits,
     /// Upload sessions with a request in flight in this process: one writer per session.
     busy_uploads: Mutex<HashSet<String>>,
@@ -70,16 +69,10 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(
-        meta: Arc<dyn MetaStore>,
-        blobs: Arc<dyn BlobStore>,
-        access: Arc<dyn AccessPolicy>,
-        limits: Limits,
-    ) -> Self {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, limits: Limits) -> Self {
         Self {
             meta,
             blobs,
-            access,
             limits,
             busy_uploads: Mutex::new(HashSet::new()),
             recent_pulls: Mutex::new(std::collections::HashMap::new()),
@@ -99,23 +92,6 @@ impl Registry {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
-    }
-
-    /// The one access check, made for every request before any service runs.
-    pub fn authorize(
-        &self,
-        who: &Principal,
-        repository: &berth_oci::Repository,
-        action: Action,
-    ) -> Result<()> {
-        if self.access.allows(who, repository, action) {
-            Ok(())
-        } else {
-            Err(Error::Denied(format!(
-                "{} access to {repository} is not allowed",
-                action.as_str()
-            )))
-        }
     }
 
     /// Upload sessions open, across every replica sharing the database.

@@ -247,7 +247,7 @@ pub struct Claims {
     pub access: Vec<ResourceAccess>,
     /// berth's own claim: the account's immutable id and token stamp when the token was
     /// issued. The server refuses the token once the account is gone, re-created under the
-    /// same name, or its stamp has moved on (`Registry::principal_of_token`).
+    /// same name, or its stamp has moved on (`access::Access`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountClaim>,
 }

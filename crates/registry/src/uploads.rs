@@ -10,7 +10,7 @@ use berth_storage::{ByteStream, UploadState};
 use futures_util::StreamExt;
 
 use crate::audit::actor_name;
-use crate::{Action, Error, Principal, Registry, Result};
+use crate::{Error, Principal, Registry, Result};
 
 /// Whose upload sessions a new one counts with, against
 /// [`crate::Limits::max_open_uploads_per_account`]: the account that opens it or, for an
@@ -316,12 +316,12 @@ impl Registry {
 
     /// Cross-repository mount (`POST ?mount=<digest>[&from=<repo>]`): makes an existing blob
     /// readable in `repository` without moving bytes. Without `from`, any repository holding the
-    /// blob that `who` may pull from will do (distribution-spec "Mounting a blob from another
-    /// repository": the registry MAY mount without `from`). Otherwise a session opens for
-    /// `owner`.
+    /// blob will do (distribution-spec "Mounting a blob from another repository": the registry
+    /// MAY mount without `from`). Otherwise a session opens for `owner`. Whether the caller may
+    /// read the source is the access service's to say first (`Access::may_mount_from`: without
+    /// `from` only when accounts are off).
     pub async fn mount_blob(
         &self,
-        who: &Principal,
         repository: &Repository,
         digest: &Digest,
         from: Option<&Repository>,
@@ -335,9 +335,6 @@ impl Registry {
             None => self.meta.blob_repositories(digest, 100).await?,
         };
         for source in sources {
-            if !self.access.allows(who, &source, Action::Pull) {
-                continue;
-            }
             let Some(blob) = self.meta.repository_blob(&source, digest).await? else {
                 continue;
             };

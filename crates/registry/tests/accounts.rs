@@ -7,14 +7,24 @@ use berth_meta::{Accounts, ProjectRecord, RobotPermission, RobotRecord, Role, Sq
 use berth_oci::Repository;
 use berth_registry::accounts::AdminBootstrap;
 use berth_registry::passwords::hash_password;
-use berth_registry::{AllowAll, Limits, Principal, Registry};
+use berth_registry::{Access, AccessOptions, Limits, Principal, Registry};
 use berth_storage::FilesystemStore;
 
-async fn open(dir: &std::path::Path) -> (Registry, Arc<SqliteMeta>) {
+async fn open(dir: &std::path::Path) -> (Registry, Access, Arc<SqliteMeta>) {
     let meta = Arc::new(SqliteMeta::open(&dir.join("meta.db")).await.expect("meta"));
     let blobs = Arc::new(FilesystemStore::open(dir).await.expect("blobs"));
-    let registry = Registry::new(meta.clone(), blobs, Arc::new(AllowAll), Limits::default());
-    (registry, meta)
+    let registry = Registry::new(meta.clone(), blobs, Limits::default());
+    let access = Access::new(meta.clone(), None, AccessOptions::default());
+    (registry, access, meta)
+}
+
+/// Who a name and password log in as (the access service's check, without the limiter).
+async fn login(access: &Access, user: &str, password: &str) -> Option<Principal> {
+    access
+        .authenticate_password(user, password)
+        .await
+        .expect("auth")
+        .map(|(principal, _)| principal)
 }
 
 fn repo(s: &str) -> Repository {
@@ -24,7 +34,7 @@ fn repo(s: &str) -> Repository {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_admin_gets_the_given_or_a_generated_password_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (registry, _) = open(dir.path()).await;
+    let (registry, access, _) = open(dir.path()).await;
     let AdminBootstrap::Generated(password) =
         registry.bootstrap_admin(None).await.expect("bootstrap")
     else {
@@ -38,10 +48,7 @@ async fn the_first_admin_gets_the_given_or_a_generated_password_once() {
             .expect("again"),
         AdminBootstrap::Existing
     );
-    let admin = registry
-        .authenticate("admin", &password)
-        .await
-        .expect("auth");
+    let admin = login(&access, "admin", &password).await;
     assert_eq!(
         admin,
         Some(Principal::User {
@@ -49,13 +56,10 @@ async fn the_first_admin_gets_the_given_or_a_generated_password_once() {
             system_admin: true
         })
     );
-    assert_eq!(
-        registry.authenticate("admin", "other").await.expect("auth"),
-        None
-    );
+    assert_eq!(login(&access, "admin", "other").await, None);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let (registry, _) = open(dir.path()).await;
+    let (registry, access, _) = open(dir.path()).await;
     assert_eq!(
         registry
             .bootstrap_admin(Some("from-env"))
@@ -63,19 +67,13 @@ async fn the_first_admin_gets_the_given_or_a_generated_password_once() {
             .expect("bootstrap"),
         AdminBootstrap::Created
     );
-    assert!(
-        registry
-            .authenticate("admin", "from-env")
-            .await
-            .expect("auth")
-            .is_some()
-    );
+    assert!(login(&access, "admin", "from-env").await.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logins_roles_and_robots_from_the_database() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (registry, meta) = open(dir.path()).await;
+    let (registry, access, meta) = open(dir.path()).await;
     registry
         .create_account("alice", "pw-alice", false, true)
         .await
@@ -101,45 +99,28 @@ async fn logins_roles_and_robots_from_the_database() {
         "taken"
     );
 
-    let alice = registry
-        .authenticate("alice", "pw-alice")
-        .await
-        .expect("auth")
-        .expect("alice");
-    let bob = registry
-        .authenticate("bob", "pw-bob")
-        .await
-        .expect("auth")
-        .expect("bob");
-    assert_eq!(
-        registry
-            .authenticate("bob", "pw-alice")
-            .await
-            .expect("auth"),
-        None
-    );
-    assert_eq!(
-        registry.authenticate("nobody", "pw").await.expect("auth"),
-        None
-    );
+    let alice = login(&access, "alice", "pw-alice").await.expect("alice");
+    let bob = login(&access, "bob", "pw-bob").await.expect("bob");
+    assert_eq!(login(&access, "bob", "pw-alice").await, None);
+    assert_eq!(login(&access, "nobody", "pw").await, None);
 
     // Personal namespaces: alice's is public, bob's private.
-    let a = registry
+    let a = access
         .allowed_actions(&Principal::Anonymous, &repo("alice/app"))
         .await
         .expect("a");
     assert!(a.pull && !a.push);
-    let a = registry
+    let a = access
         .allowed_actions(&Principal::Anonymous, &repo("bob/app"))
         .await
         .expect("a");
     assert!(!a.pull);
-    let a = registry
+    let a = access
         .allowed_actions(&alice, &repo("alice/app"))
         .await
         .expect("a");
     assert!(a.pull && a.push && a.delete && a.manage);
-    let a = registry
+    let a = access
         .allowed_actions(&alice, &repo("bob/app"))
         .await
         .expect("a");
@@ -160,17 +141,17 @@ async fn logins_roles_and_robots_from_the_database() {
     meta.set_member("team", "bob", Role::Developer)
         .await
         .expect("member");
-    let a = registry
+    let a = access
         .allowed_actions(&bob, &repo("team/web"))
         .await
         .expect("a");
     assert!(a.pull && a.push && !a.delete);
-    let a = registry
+    let a = access
         .allowed_actions(&alice, &repo("team/web"))
         .await
         .expect("a");
     assert_eq!(a, berth_registry::permissions::Actions::NONE);
-    let a = registry
+    let a = access
         .allowed_actions(&bob, &repo("nosuchproject/web"))
         .await
         .expect("a");
@@ -178,10 +159,7 @@ async fn logins_roles_and_robots_from_the_database() {
 
     // Disabled accounts cannot log in.
     meta.set_user_disabled("bob", true).await.expect("disable");
-    assert_eq!(
-        registry.authenticate("bob", "pw-bob").await.expect("auth"),
-        None
-    );
+    assert_eq!(login(&access, "bob", "pw-bob").await, None);
 
     // Robots: their grants only, never after expiry or disabling.
     let robot = |name: &str, expires_at| RobotRecord {
@@ -201,41 +179,23 @@ async fn logins_roles_and_robots_from_the_database() {
     meta.create_robot(&robot("old", Some(1)))
         .await
         .expect("robot");
-    let ci = registry
-        .authenticate("robot$ci", "s3cret")
-        .await
-        .expect("auth")
-        .expect("ci");
-    let a = registry
+    let ci = login(&access, "robot$ci", "s3cret").await.expect("ci");
+    let a = access
         .allowed_actions(&ci, &repo("team/web"))
         .await
         .expect("a");
     assert!(a.pull && !a.push);
-    let a = registry
+    let a = access
         .allowed_actions(&ci, &repo("bob/app"))
         .await
         .expect("a");
     assert!(!a.pull);
+    assert_eq!(login(&access, "robot$old", "s3cret").await, None, "expired");
     assert_eq!(
-        registry
-            .authenticate("robot$old", "s3cret")
-            .await
-            .expect("auth"),
-        None,
-        "expired"
-    );
-    assert_eq!(
-        registry.authenticate("ci", "s3cret").await.expect("auth"),
+        login(&access, "ci", "s3cret").await,
         None,
         "robots log in as robot$"
     );
     meta.set_robot_disabled("ci", true).await.expect("disable");
-    assert_eq!(
-        registry
-            .authenticate("robot$ci", "s3cret")
-            .await
-            .expect("auth"),
-        None,
-        "disabled"
-    );
+    assert_eq!(login(&access, "robot$ci", "s3cret").await, None, "disabled");
 }

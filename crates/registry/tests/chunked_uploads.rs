@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use berth_meta::SqliteMeta;
 use berth_oci::{Digest, Repository};
-use berth_registry::{AllowAll, Error, Limits, Registry, UploadOwner};
+use berth_registry::{Error, Limits, Registry, UploadOwner};
 use berth_storage::{ByteStream, FilesystemStore};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -137,7 +137,7 @@ fn any_split_of_a_blob_gives_the_same_digest() {
                 .expect("meta"),
         );
         let blobs = Arc::new(FilesystemStore::open(dir.path()).await.expect("blobs"));
-        Registry::new(meta, blobs, Arc::new(AllowAll), Limits::default())
+        Registry::new(meta, blobs, Limits::default())
     });
     let repository: Repository = "team/chunks".parse().expect("repository");
     let mut runner = TestRunner::new(Config::with_cases(48));

@@ -28,9 +28,6 @@ pub enum ApiError {
     RouteUnknown(String),
     #[error("method {0} is not supported here")]
     MethodUnsupported(String),
-    /// Too many failed logins for the account or the client address: try again later.
-    #[error("too many failed logins; try again in {retry_after_secs} seconds")]
-    TooManyRequests { retry_after_secs: u64 },
     /// `[limits] max_uploads_per_client` (`per_client`) or `max_uploads` upload requests are
     /// already running.
     #[error(
@@ -87,6 +84,14 @@ impl ApiError {
                     ("DENIED", S::FORBIDDEN)
                 }
                 Error::Invalid(_) => ("UNSUPPORTED", S::BAD_REQUEST),
+                // The challenges of these two are the request's: `auth::refusal` turns them
+                // into `Unauthorized` and `InsufficientScope` below.
+                Error::Unauthenticated { .. } => ("UNAUTHORIZED", S::UNAUTHORIZED),
+                Error::ManagementScopeMissing => ("DENIED", S::FORBIDDEN),
+                // Too many failed logins: with Retry-After.
+                Error::LoginLocked { .. } => ("TOOMANYREQUESTS", S::TOO_MANY_REQUESTS),
+                // The token endpoint's refusals: the code and message only.
+                Error::TokenRefused(_) => ("UNAUTHORIZED", S::UNAUTHORIZED),
                 Error::Body(_) => ("BLOB_UPLOAD_INVALID", S::BAD_REQUEST),
                 // Freed by finishing or cancelling sessions, or by expiry: no Retry-After,
                 // since waiting a moment alone does not help.
@@ -111,9 +116,7 @@ impl ApiError {
             ApiError::MethodUnsupported(_) => ("UNSUPPORTED", S::METHOD_NOT_ALLOWED),
             ApiError::Unauthorized { .. } => ("UNAUTHORIZED", S::UNAUTHORIZED),
             ApiError::InsufficientScope { .. } => ("DENIED", S::FORBIDDEN),
-            ApiError::TooManyRequests { .. } | ApiError::TooManyUploads { .. } => {
-                ("TOOMANYREQUESTS", S::TOO_MANY_REQUESTS)
-            }
+            ApiError::TooManyUploads { .. } => ("TOOMANYREQUESTS", S::TOO_MANY_REQUESTS),
         }
     }
 
@@ -185,8 +188,11 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        let body =
-            json!({ "errors": [{ "code": code, "message": message, "detail": self.detail() }] });
+        let body = if matches!(self, ApiError::Registry(Error::TokenRefused(_))) {
+            json!({ "errors": [{ "code": code, "message": message }] })
+        } else {
+            json!({ "errors": [{ "code": code, "message": message, "detail": self.detail() }] })
+        };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
@@ -210,7 +216,7 @@ impl IntoResponse for ApiError {
                     headers.insert(header::CONTENT_RANGE, v);
                 }
             }
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::Registry(Error::LoginLocked { retry_after_secs }) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::TooManyUploads { .. } => {

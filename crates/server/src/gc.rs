@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use berth_registry::gc::{CollectedManifest, GcOptions, GcReport};
-use berth_registry::{AllowAll, Audit, AuditAction, Limits, Registry};
+use berth_registry::{Audit, AuditAction, Limits, Registry};
 
 use crate::{App, Config, StartError, check, open_blobs, open_meta};
 
@@ -137,12 +137,7 @@ pub async fn gc(config: &Config, options: &GcOptions) -> Result<Option<GcReport>
     }
     let blobs = open_blobs(config).await?;
     let meta = open_meta(config, berth_meta::system_clock()).await?;
-    let registry = Registry::new(
-        Arc::clone(&meta),
-        blobs,
-        Arc::new(AllowAll),
-        Limits::default(),
-    );
+    let registry = Registry::new(Arc::clone(&meta), blobs, Limits::default());
     let report = collect(&registry, options, Trigger::Command, "berth-gc").await;
     meta.close().await;
     Ok(report?)

@@ -88,6 +88,7 @@ async fn housekeeping(app: App) {
         every.tick().await;
         expire_uploads(&app, idle).await;
         match app
+            .access()
             .login_limiter()
             .prune(berth_registry::login_limit::now_millis())
             .await

@@ -29,9 +29,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use berth_meta::{MetaStore, PostgresMeta, SqliteMeta};
+use berth_registry::access::Tokens;
 use berth_registry::audit::{AuditBatcher, BatchOptions};
-use berth_registry::login_limit::{LimitPolicy, LoginLimiter};
-use berth_registry::{AllowAll, Limits, Registry};
+use berth_registry::{Access, AccessOptions, Limits, Registry};
 use berth_storage::{BlobStore, FilesystemStore, S3Config, S3Store};
 use tokio::net::TcpListener;
 
@@ -69,12 +69,11 @@ pub struct App {
 
 struct AppInner {
     registry: Registry,
+    /// Who may do what: every `/v2`, token and management request asks it.
+    access: Access,
     /// The registry's backends, also here so that `/readyz` can report on each.
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
-    /// Present when `[auth] enabled`.
-    tokens: Option<auth::Tokens>,
-    login_limiter: LoginLimiter,
     /// `trusted_proxies`, parsed.
     trusted_proxies: client_addr::TrustedProxies,
     /// Upload requests running, against `[limits]`.
@@ -108,7 +107,6 @@ impl App {
         let registry = Registry::new(
             meta.clone(),
             blobs.clone(),
-            Arc::new(AllowAll),
             Limits {
                 max_manifest_bytes: config.max_manifest_bytes,
                 max_open_uploads_per_account: config.limits.max_open_uploads_per_account,
@@ -121,7 +119,14 @@ impl App {
         };
         let trusted_proxies = client_addr::TrustedProxies::parse(&config.trusted_proxies)
             .map_err(|e| StartError::Config(ConfigError::Invalid(e)))?;
-        let login_limiter = LoginLimiter::new(Arc::clone(&meta), LimitPolicy::default());
+        let access = Access::new(
+            meta.clone(),
+            tokens,
+            AccessOptions {
+                auto_create_projects: config.auth.auto_create_projects,
+                allow_signup: config.auth.allow_signup,
+            },
+        );
         let pull_audit = config
             .audit
             .pulls
@@ -129,10 +134,9 @@ impl App {
         Ok(App {
             inner: Arc::new(AppInner {
                 registry,
+                access,
                 meta,
                 blobs,
-                tokens,
-                login_limiter,
                 trusted_proxies,
                 upload_slots: limits::UploadSlots::new(
                     config.limits.max_uploads,
@@ -163,10 +167,6 @@ impl App {
         &self.inner.registry
     }
 
-    fn login_limiter(&self) -> &LoginLimiter {
-        &self.inner.login_limiter
-    }
-
     fn trusted_proxies(&self) -> &client_addr::TrustedProxies {
         &self.inner.trusted_proxies
     }
@@ -179,13 +179,14 @@ impl App {
         self.inner.pull_audit.as_ref()
     }
 
-    fn tokens(&self) -> Option<&auth::Tokens> {
-        self.inner.tokens.as_ref()
-    }
-
     /// The registry services, for tools and tests that manage accounts in-process.
     pub fn services(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// The access policy: who is calling, and what they may do.
+    pub fn access(&self) -> &Access {
+        &self.inner.access
     }
 
     fn metrics(&self) -> &metrics::Metrics {
@@ -273,7 +274,7 @@ async fn setup_auth(
     registry: &Registry,
     meta: &dyn berth_meta::Accounts,
     config: &Config,
-) -> Result<auth::Tokens, StartError> {
+) -> Result<Tokens, StartError> {
     let password = Some(config.auth.admin_password.as_str()).filter(|p| !p.is_empty());
     match registry
         .bootstrap_admin(password)
@@ -294,7 +295,7 @@ async fn setup_auth(
     let candidate = berth_registry::token::SigningKey::generate()
         .map_err(|e| StartError::Auth(e.to_string()))?;
     let pkcs8 = meta.signing_key(candidate.pkcs8()).await?;
-    auth::Tokens::new(
+    Tokens::new(
         &pkcs8,
         &config.auth.service,
         Duration::from_secs(config.auth.token_lifetime_secs),

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use berth_oci::{Digest, ManifestRef, Repository, Tag};
 use berth_registry::audit::actor_name;
 use berth_registry::{
-    Action, Audit, AuditAction, MountOutcome, Principal, Pusher, RangeRequest, UploadOwner,
+    Action, Audit, AuditAction, Caller, MountOutcome, Pusher, RangeRequest, UploadOwner,
     UploadStatus,
 };
 use berth_storage::ByteStream;
@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::json;
 
 use crate::App;
-use crate::auth::{self, Caller};
+use crate::auth;
 use crate::endpoint::Endpoint;
 use crate::error::{ApiError, upload_range};
 use crate::observe::RouteInfo;
@@ -94,7 +94,8 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
     response
 }
 
-/// The single access check of every `/v2` request: who is calling, and may they do this.
+/// The single access check of every `/v2` request: who is calling, and may they do this
+/// (the access service decides; here the request says what it is).
 async fn authorize(
     app: &App,
     method: &Method,
@@ -108,41 +109,21 @@ async fn authorize(
         (Endpoint::Manifest(..), &Method::PUT) => Action::Push,
         _ => Action::Pull,
     };
-    if app.tokens().is_none() {
-        // `[auth] enabled = false`: the open development registry.
-        if let Some(repository) = endpoint.repository() {
-            app.registry()
-                .authorize(&Principal::Anonymous, repository, action)?;
-        }
-        return Ok(Caller::Anonymous);
-    }
-    let caller = auth::authenticate(app, headers, peer).await?;
+    let access = app.access();
+    let refusal = |e| auth::refusal(app, headers, e);
+    let caller = access
+        .authenticate(&auth::credentials(headers), peer.0)
+        .await
+        .map_err(refusal)?;
     match endpoint.repository() {
-        Some(repository) => {
-            auth::check(app, headers, &caller, repository, action).await?;
-            if action == Action::Push
-                && app.config().auth.auto_create_projects
-                && let Principal::User { name, .. } = caller.principal()
-                && app.registry().ensure_project(repository, &name).await?
-            {
-                let project = repository.project();
-                tracing::info!(project, user = %name, "project created on push");
-                let event = Audit::new(AuditAction::ProjectCreate, project)
-                    .project(project)
-                    .detail("created by a push (auto_create_projects)");
-                app.registry().record(&name, peer.0, event).await;
-            }
+        Some(repository) => access
+            .authorize(&caller, repository, action, peer.0)
+            .await
+            .map_err(refusal)?,
+        None if matches!(endpoint, Endpoint::Base) => {
+            access.authorize_base(&caller).map_err(refusal)?;
         }
-        // token.md: `GET /v2/` without credentials answers 401 with the challenge, which is how
-        // clients learn where tokens come from.
-        None if matches!(endpoint, Endpoint::Base) && matches!(caller, Caller::Anonymous) => {
-            return Err(auth::unauthorized(
-                app,
-                headers,
-                None,
-                "authentication required",
-            ));
-        }
+        // The catalog lists what the caller may pull.
         None => {}
     }
     Ok(caller)
@@ -398,21 +379,15 @@ async fn start_upload(
             .get("from")
             .map(str::parse::<Repository>)
             .transpose()?;
-        // With accounts, a mount needs pull on the source, and a mount without `from` would
-        // search repositories the caller may not read: both become an ordinary upload
-        // (distribution-spec: the registry may answer a mount with a session).
-        let may_mount = match &from {
-            _ if app.tokens().is_none() => true,
-            Some(source) => source_readable(app, caller, source).await?,
-            None => false,
-        };
-        if !may_mount {
+        // A mount the caller may not make becomes an ordinary upload (distribution-spec: the
+        // registry may answer a mount with a session).
+        if !app.access().may_mount_from(caller, from.as_ref()).await? {
             let status = app.registry().start_upload(repo, &owner).await?;
             return Ok(upload_response(StatusCode::ACCEPTED, &status));
         }
         return match app
             .registry()
-            .mount_blob(&caller.principal(), repo, &digest, from.as_ref(), &owner)
+            .mount_blob(repo, &digest, from.as_ref(), &owner)
             .await?
         {
             MountOutcome::Mounted(blob) => Ok(blob_created(repo, &blob.digest)),
@@ -658,7 +633,7 @@ async fn catalog(app: &App, caller: &Caller, query: &Query) -> ApiResult {
                 more = true;
                 break;
             }
-            if app.tokens().is_none() || auth::allowed(app, caller, &repository).await?.pull {
+            if app.access().may_pull(caller, &repository).await? {
                 names.push(repository);
             }
         }
@@ -674,20 +649,4 @@ async fn catalog(app: &App, caller: &Caller, query: &Query) -> ApiResult {
         response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)
-}
-
-/// Whether the caller may pull from `repository`: its account's rights as they are now and,
-/// for a token, also the token's claims (docker asks for `repository:<from>:pull` with the
-/// mount's token; a token without it does not mount, whatever the account could do).
-async fn source_readable(
-    app: &App,
-    caller: &Caller,
-    repository: &Repository,
-) -> Result<bool, ApiError> {
-    if let Caller::Token { claims, .. } = caller
-        && !claims.allows("repository", repository.as_str(), Action::Pull.as_str())
-    {
-        return Ok(false);
-    }
-    Ok(auth::allowed(app, caller, repository).await?.pull)
 }

@@ -1,6 +1,7 @@
 //! The management API under `/api/v1/`: users, projects, members, robot accounts, passwords,
 //! sign-up and the audit log. Authenticated like the registry (Basic, or a Bearer token from
-//! `/auth/token`); each operation's permission check is in the registry crate (`admin.rs`).
+//! `/auth/token`), the caller checked by the registry's access service; each operation's
+//! permission check is in the registry crate (`admin.rs`).
 //! Errors use the same `{"errors":[{"code","message"}]}` body as `/v2`.
 //!
 //! Routes and the OpenAPI document served at `/api/v1/openapi.json` come from one place: each
@@ -23,7 +24,7 @@ use berth_registry::accounts::ROBOT_PREFIX;
 use berth_registry::audit::actor_name;
 use berth_registry::{Audit, Principal};
 use http::request::Parts;
-use http::{HeaderMap, StatusCode, header};
+use http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -133,41 +134,10 @@ async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
 }
 
-/// The caller, authenticated; the API exists only when accounts are enabled.
-pub(super) async fn caller(
-    app: &App,
-    headers: &HeaderMap,
-    peer: Peer,
-) -> Result<Principal, ApiError> {
-    if app.tokens().is_none() {
-        return Err(ApiError::RouteUnknown(
-            "the management API needs [auth] enabled = true".into(),
-        ));
-    }
-    let caller = auth::authenticate(app, headers, peer).await?;
-    let principal = caller.principal();
-    if principal == Principal::Anonymous {
-        return Err(auth::unauthorized(
-            app,
-            headers,
-            None,
-            "authentication required",
-        ));
-    }
-    if matches!(principal, Principal::Robot { .. }) {
-        return Err(ApiError::Registry(berth_registry::Error::Denied(
-            "robot accounts cannot use the management API".into(),
-        )));
-    }
-    if !caller.has_management_scope() {
-        return Err(auth::insufficient_management_scope(app, headers));
-    }
-    Ok(principal)
-}
-
 /// The management API's caller, as every route but sign-up and the OpenAPI document wants
 /// it: authenticated, a user (never a robot), and holding the management scope when it came
-/// with a token (see [`caller`]). Extracted from the request head, before any body is read.
+/// with a token (`Access::authorize_management`). Extracted from the request head, before any
+/// body is read. The API exists only when accounts are enabled.
 pub(super) struct AdminCaller {
     pub(super) who: Principal,
     pub(super) peer: Peer,
@@ -177,8 +147,19 @@ impl FromRequestParts<App> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let access = app.access();
+        if !access.enabled() {
+            return Err(ApiError::RouteUnknown(
+                "the management API needs [auth] enabled = true".into(),
+            ));
+        }
         let peer = Peer::of(&parts.extensions);
-        let who = caller(app, &parts.headers, peer).await?;
+        let refusal = |e| auth::refusal(app, &parts.headers, e);
+        let caller = access
+            .authenticate(&auth::credentials(&parts.headers), peer.0)
+            .await
+            .map_err(refusal)?;
+        let who = access.authorize_management(&caller).map_err(refusal)?;
         Ok(AdminCaller { who, peer })
     }
 }

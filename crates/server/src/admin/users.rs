@@ -6,7 +6,6 @@ use berth_registry::{Audit, AuditAction};
 use super::{AdminCaller, ApiResult, body, created, no_content, ok, record};
 use crate::App;
 use crate::auth::Peer;
-use crate::error::ApiError;
 use berth_api::*;
 
 /// Create an account (system administrators).
@@ -115,11 +114,7 @@ pub(super) async fn signup(
     peer: Peer,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    if app.tokens().is_none() || !app.config().auth.allow_signup {
-        return Err(ApiError::Registry(berth_registry::Error::Denied(
-            "sign-up is closed on this registry; ask an administrator for an account".into(),
-        )));
-    }
+    app.access().authorize_signup()?;
     let s: Signup = body(&bytes)?;
     berth_registry::accounts::validate_password(&s.password)?;
     let public = s.public.unwrap_or(true);

@@ -541,10 +541,10 @@ async fn sign_up_is_closed_by_default_and_cannot_take_a_name_in_use() {
         .await
         .expect("signup");
     assert_eq!(r.status(), StatusCode::CREATED);
-    let eve = app
+    let (eve, _) = app
         .app
-        .services()
-        .authenticate("eve", "eve-pw-123")
+        .access()
+        .authenticate_password("eve", "eve-pw-123")
         .await
         .expect("login")
         .expect("eve");
@@ -557,15 +557,15 @@ async fn sign_up_is_closed_by_default_and_cannot_take_a_name_in_use() {
     );
 }
 
-/// The shortest of three runs of `authenticate(user, password)`, which must refuse.
+/// The shortest of three runs of `authenticate_password(user, password)`, which must refuse.
 async fn refusal_time(app: &TestApp, user: &str, password: &str) -> Duration {
     let mut best = Duration::MAX;
     for _ in 0..3 {
         let t = Instant::now();
         let found = app
             .app
-            .services()
-            .authenticate(user, password)
+            .access()
+            .authenticate_password(user, password)
             .await
             .expect("authenticate");
         best = best.min(t.elapsed());
