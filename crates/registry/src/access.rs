@@ -16,6 +16,8 @@
 //! at the token endpoint, [`Error::TokenRefused`].
 
 mod grants;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::sync::Arc;
