@@ -19,6 +19,7 @@ mod sqlite;
 pub mod testsuite;
 mod throttle;
 mod uploads;
+mod url;
 
 use async_trait::async_trait;
 use berth_oci::{Digest, Repository, Tag};
@@ -37,6 +38,7 @@ pub use probe::Probe;
 pub use sqlite::SqliteMeta;
 pub use throttle::{LoginThrottle, ThrottleRecord, ThrottleUpdate};
 pub use uploads::{UploadCap, UploadSessions};
+pub use url::DatabaseUrl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
