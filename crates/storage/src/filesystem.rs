@@ -40,6 +40,18 @@ pub struct FilesystemStore {
     root: PathBuf,
 }
 
+/// What [`FilesystemStore::probe`] found under a root, which it left as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilesystemProbe {
+    /// The store's folders are there and it answered [`BlobStore::check`].
+    Ready,
+    /// The root is there without the store's folders (named, for the operator:
+    /// `uploads/ and blobs/`), which [`FilesystemStore::open`] creates.
+    FoldersMissing(&'static str),
+    /// There is no root: [`FilesystemStore::open`] creates it with its folders.
+    RootMissing,
+}
+
 impl FilesystemStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub async fn open(root: impl Into<PathBuf>) -> Result<Self> {
@@ -53,6 +65,21 @@ impl FilesystemStore {
     /// source of `berth migrate`).
     pub fn existing(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
+    }
+
+    /// Looks at the store under `root` without creating anything (`berth serve
+    /// --check-config`): when its folders are there, the store must answer
+    /// [`BlobStore::check`]; otherwise says what [`open`](Self::open) would create.
+    pub async fn probe(root: &Path) -> Result<FilesystemProbe> {
+        if root.join("uploads").is_dir() && root.join("blobs").is_dir() {
+            Self::existing(root).check().await?;
+            return Ok(FilesystemProbe::Ready);
+        }
+        Ok(if root.exists() {
+            FilesystemProbe::FoldersMissing("uploads/ and blobs/")
+        } else {
+            FilesystemProbe::RootMissing
+        })
     }
 
     fn upload_path(&self, id: &str) -> Result<PathBuf> {
@@ -510,6 +537,34 @@ impl BlobStore for FilesystemStore {
 #[cfg(test)]
 mod tests {
     use crate::UploadStore;
+
+    /// A probe names what `open` would create, and creates none of it.
+    #[tokio::test]
+    async fn probe_creates_nothing() {
+        use super::{FilesystemProbe, FilesystemStore};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("data");
+        let probe = |root: std::path::PathBuf| async move {
+            FilesystemStore::probe(&root).await.expect("probe")
+        };
+        assert_eq!(probe(root.clone()).await, FilesystemProbe::RootMissing);
+        assert!(!root.exists());
+        std::fs::create_dir(&root).expect("mkdir");
+        assert_eq!(
+            probe(root.clone()).await,
+            FilesystemProbe::FoldersMissing("uploads/ and blobs/")
+        );
+        assert_eq!(std::fs::read_dir(&root).expect("list").count(), 0);
+        FilesystemStore::open(&root).await.expect("open");
+        assert_eq!(probe(root.clone()).await, FilesystemProbe::Ready);
+        assert_eq!(
+            std::fs::read_dir(root.join("uploads"))
+                .expect("list")
+                .count(),
+            0,
+            "the check's file was left behind"
+        );
+    }
 
     /// A request that dies with chunks still queued for its writing thread must not write them
     /// into the file after the next request on the session has cut it back and started over:

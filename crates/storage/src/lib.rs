@@ -19,7 +19,7 @@ use berth_oci::Digest;
 use bytes::Bytes;
 use futures_util::Stream;
 
-pub use filesystem::FilesystemStore;
+pub use filesystem::{FilesystemProbe, FilesystemStore};
 pub use s3::{DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE, S3Config, S3Store};
 
 /// A stream of blob bytes.
