@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backends::Backends;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -220,35 +222,40 @@ impl DatabaseConfig {
     /// `url` without its password, for messages: `postgres://user:secret@host/db` becomes
     /// `postgres://user@host/db` (a `password=` query parameter goes too).
     pub fn redacted_url(&self) -> String {
-        let (base, query) = match self.url.split_once('?') {
-            Some((base, query)) => (base, Some(query)),
-            None => (self.url.as_str(), None),
-        };
-        let mut out = match base.split_once("://") {
-            Some((scheme, rest)) => {
-                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                let authority = match authority.rsplit_once('@') {
-                    Some((userinfo, host)) => {
-                        let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-                        format!("{user}@{host}")
-                    }
-                    None => authority.to_string(),
-                };
-                format!("{scheme}://{authority}{path}")
-            }
-            None => base.to_string(),
-        };
-        let kept: Vec<&str> = query
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty() && !p.to_ascii_lowercase().starts_with("password="))
-            .collect();
-        if !kept.is_empty() {
-            out.push('?');
-            out.push_str(&kept.join("&"));
-        }
-        out
+        redact_url(&self.url)
     }
+}
+
+/// `url` without its password, for messages (see [`DatabaseConfig::redacted_url`]).
+pub(crate) fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                    format!("{user}@{host}")
+                }
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => base.to_string(),
+    };
+    let kept: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.to_ascii_lowercase().starts_with("password="))
+        .collect();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    out
 }
 
 impl Default for DatabaseConfig {
@@ -335,41 +342,11 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Checks what the types cannot: known backends, their required keys.
+    /// Checks what the types cannot: known backends and their required keys (as
+    /// [`Backends::resolve`] finds them), bounds.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        match self.storage.backend.as_str() {
-            "filesystem" => {}
-            "s3" => {
-                if self.storage.bucket.is_empty() {
-                    return invalid("[storage] backend = \"s3\" needs a bucket".into());
-                }
-                if self.storage.part_size_mib < 5 {
-                    return invalid(format!(
-                        "[storage] part_size_mib = {} is below the S3 minimum of 5",
-                        self.storage.part_size_mib
-                    ));
-                }
-            }
-            other => {
-                return invalid(format!(
-                    "[storage] backend = {other:?}: one of \"filesystem\", \"s3\""
-                ));
-            }
-        }
-        let url = self.database.url.as_str();
-        if !(url.is_empty()
-            || url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
-            return invalid(
-                "[database] url: postgres://... or sqlite://... (empty: SQLite in data_dir)".into(),
-            );
-        }
-        if self.database.max_connections == 0 {
-            return invalid("[database] max_connections must be at least 1".into());
-        }
+        Backends::resolve(self)?;
         crate::client_addr::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(ConfigError::Invalid)?;
         if self.retention.interval_secs == 0 {
@@ -409,12 +386,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-
-    /// Whether anything lives in `data_dir`: the filesystem blob store or the SQLite database.
-    /// Replicas on S3 and PostgreSQL keep nothing locally.
-    pub fn uses_data_dir(&self) -> bool {
-        self.storage.backend != "s3" || !crate::check::is_postgres(&self.database.url)
     }
 
     /// `https` when `berth serve` speaks TLS (it refuses to start with only one of `tls_cert`

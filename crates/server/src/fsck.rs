@@ -3,7 +3,8 @@
 
 pub use berth_registry::fsck::{BlobFault, FsckOptions, FsckReport, Orphan, UsageFault};
 
-use crate::{Config, StartError, check, open_read_only};
+use crate::backends::{Backends, Opened};
+use crate::{Config, StartError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsckError {
@@ -17,13 +18,11 @@ pub enum FsckError {
 
 /// Checks the registry `config` names; see [`berth_registry::fsck`].
 pub async fn fsck(config: &Config, options: &FsckOptions) -> Result<FsckReport, FsckError> {
-    if !check::is_postgres(&config.database.url) {
-        let path = check::sqlite_path(config);
-        if !path.is_file() {
-            return Err(FsckError::NoDatabase(path.display().to_string()));
-        }
+    let backends = Backends::resolve(config).map_err(StartError::from)?;
+    if let Some(path) = backends.meta.missing_database() {
+        return Err(FsckError::NoDatabase(path.display().to_string()));
     }
-    let (blobs, meta) = open_read_only(config).await?;
+    let Opened { blobs, meta } = backends.open_read_only().await?;
     let report = berth_registry::fsck::fsck(meta.as_ref(), blobs.as_ref(), options).await;
     meta.close().await;
     Ok(report?)

@@ -8,7 +8,8 @@ use std::time::Duration;
 pub use berth_registry::gc::{CollectedManifest, GcOptions, GcReport};
 use berth_registry::{Audit, AuditAction, Limits, Registry};
 
-use crate::{App, Config, StartError, check, open_blobs, open_meta};
+use crate::backends::{Backends, Opened};
+use crate::{App, Config, StartError};
 
 /// Who started a collection, for the log and the audit log.
 #[derive(Clone, Copy, Debug)]
@@ -129,14 +130,11 @@ impl App {
 /// `berth gc`: collects garbage in the registry `config` names, beside a running `berth
 /// serve` if there is one. `None` when another process is collecting.
 pub async fn gc(config: &Config, options: &GcOptions) -> Result<Option<GcReport>, GcError> {
-    if !check::is_postgres(&config.database.url) {
-        let path = check::sqlite_path(config);
-        if !path.is_file() {
-            return Err(GcError::NoDatabase(path.display().to_string()));
-        }
+    let backends = Backends::resolve(config).map_err(StartError::from)?;
+    if let Some(path) = backends.meta.missing_database() {
+        return Err(GcError::NoDatabase(path.display().to_string()));
     }
-    let blobs = open_blobs(config).await?;
-    let meta = open_meta(config, berth_meta::system_clock()).await?;
+    let Opened { blobs, meta } = backends.open_existing(berth_meta::system_clock()).await?;
     let registry = Registry::new(Arc::clone(&meta), blobs, Limits::default());
     let report = collect(&registry, options, Trigger::Command, "berth-gc").await;
     meta.close().await;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod backends;
 mod check;
 mod client_addr;
 mod config;
@@ -28,13 +29,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use berth_meta::{MetaStore, PostgresMeta, SqliteMeta};
+use berth_meta::MetaStore;
 use berth_registry::access::Tokens;
 use berth_registry::audit::{AuditBatcher, BatchOptions};
 use berth_registry::{Access, AccessOptions, Limits, Registry};
-use berth_storage::{BlobStore, FilesystemStore, S3Config, S3Store};
+use berth_storage::BlobStore;
 use tokio::net::TcpListener;
 
+pub use backends::{Backends, MetaBackend, Opened, StorageBackend};
 pub use check::{ConfigCheck, check_config};
 pub use config::{
     AuditConfig, AuthConfig, Config, ConfigError, DatabaseConfig, GcConfig, LimitsConfig,
@@ -74,6 +76,8 @@ struct AppInner {
     /// The registry's backends, also here so that `/readyz` can report on each.
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
+    /// What the configuration named, resolved.
+    backends: Backends,
     /// `trusted_proxies`, parsed.
     trusted_proxies: client_addr::TrustedProxies,
     /// Upload requests running, against `[limits]`.
@@ -85,8 +89,8 @@ struct AppInner {
 }
 
 impl App {
-    /// Opens the embedded backends in `config.data_dir`: blobs on the filesystem, metadata in
-    /// SQLite (`meta.db`).
+    /// Opens the backends `config` names ([`Backends::open`]): by default the embedded ones in
+    /// `config.data_dir`, blobs on the filesystem and metadata in SQLite (`meta.db`).
     pub async fn open(config: Config) -> Result<App, StartError> {
         Self::open_with_clock(config, berth_meta::system_clock()).await
     }
@@ -96,14 +100,8 @@ impl App {
         config: Config,
         clock: berth_meta::SharedClock,
     ) -> Result<App, StartError> {
-        if config.uses_data_dir() {
-            std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-                path: config.data_dir.clone(),
-                source,
-            })?;
-        }
-        let blobs = open_blobs(&config).await?;
-        let meta = open_meta(&config, clock).await?;
+        let backends = Backends::resolve(&config)?;
+        let Opened { blobs, meta } = backends.open(clock).await?;
         let registry = Registry::new(
             meta.clone(),
             blobs.clone(),
@@ -137,6 +135,7 @@ impl App {
                 access,
                 meta,
                 blobs,
+                backends,
                 trusted_proxies,
                 upload_slots: limits::UploadSlots::new(
                     config.limits.max_uploads,
@@ -151,6 +150,11 @@ impl App {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The backends the configuration named, as [`Backends::resolve`] made them.
+    pub fn backends(&self) -> &Backends {
+        &self.inner.backends
     }
 
     /// Writes the pull events still queued for the audit log, then closes the database
@@ -208,65 +212,6 @@ impl App {
             ))
             .with_state(self.clone())
     }
-}
-
-/// The blob store `[storage]` names: the filesystem under `data_dir`, or an S3 bucket.
-async fn open_blobs(config: &Config) -> Result<Arc<dyn BlobStore>, StartError> {
-    Ok(match config.storage.backend.as_str() {
-        "s3" => Arc::new(S3Store::new(&s3_config(&config.storage))?),
-        _ => Arc::new(FilesystemStore::open(&config.data_dir).await?),
-    })
-}
-
-/// The S3 client settings of `[storage]`.
-fn s3_config(c: &StorageConfig) -> S3Config {
-    let some = |v: &str| Some(v.to_string()).filter(|v| !v.is_empty());
-    S3Config {
-        endpoint: some(&c.endpoint),
-        path_style: c.path_style,
-        access_key_id: some(&c.access_key_id),
-        secret_access_key: some(&c.secret_access_key),
-        part_size: c.part_size_mib.saturating_mul(1 << 20),
-        allow_http: c.endpoint.starts_with("http://"),
-        ..S3Config::new(&c.bucket, &c.region)
-    }
-}
-
-/// The backends of `config` opened for reading only, changing nothing: no directory created,
-/// no migration applied, every database write refused. For a registry that may be serving
-/// (the source of `berth migrate`).
-async fn open_read_only(
-    config: &Config,
-) -> Result<(Arc<dyn BlobStore>, Arc<dyn MetaStore>), StartError> {
-    let blobs: Arc<dyn BlobStore> = match config.storage.backend.as_str() {
-        "s3" => Arc::new(S3Store::new(&s3_config(&config.storage))?),
-        _ => Arc::new(FilesystemStore::existing(&config.data_dir)),
-    };
-    let url = config.database.url.as_str();
-    let meta: Arc<dyn MetaStore> = if check::is_postgres(url) {
-        Arc::new(PostgresMeta::connect_read_only(url, config.database.max_connections).await?)
-    } else {
-        Arc::new(SqliteMeta::open_read_only(&check::sqlite_path(config)).await?)
-    };
-    Ok((blobs, meta))
-}
-
-/// The metadata store `[database] url` names: PostgreSQL, or SQLite (by default
-/// `data_dir/meta.db`).
-async fn open_meta(
-    config: &Config,
-    clock: berth_meta::SharedClock,
-) -> Result<Arc<dyn MetaStore>, StartError> {
-    let url = config.database.url.as_str();
-    if check::is_postgres(url) {
-        let meta = PostgresMeta::connect(url, config.database.max_connections).await?;
-        return Ok(Arc::new(meta.with_clock(clock)));
-    }
-    Ok(Arc::new(
-        SqliteMeta::open(&check::sqlite_path(config))
-            .await?
-            .with_clock(clock),
-    ))
 }
 
 /// The first administrator (on an empty registry) and the shared token signing key.

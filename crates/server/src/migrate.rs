@@ -5,7 +5,8 @@
 pub use berth_registry::migration::{MigrationError, Progress, Report, SigningKey, Tally};
 use berth_registry::migration::{Sides, copy_registry};
 
-use crate::{Config, StartError, check, open_blobs, open_meta, open_read_only};
+use crate::backends::{Backends, Opened};
+use crate::{Config, StartError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -29,29 +30,28 @@ pub async fn migrate(
     to: &Config,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<Report> {
-    if same_backends(from, to) {
+    let source = Backends::resolve(from).map_err(|e| MigrateError::OpenSource(e.into()))?;
+    let target = Backends::resolve(to).map_err(|e| MigrateError::OpenTarget(e.into()))?;
+    // Both sides name the same database or the same blob store.
+    if source.overlap(&target) {
         return Err(MigrateError::SameBackends);
     }
-    if !check::is_postgres(&from.database.url) {
-        let path = check::sqlite_path(from);
-        if !path.is_file() {
-            return Err(MigrateError::NoSource(path.display().to_string()));
-        }
+    if let Some(path) = source.meta.missing_database() {
+        return Err(MigrateError::NoSource(path.display().to_string()));
     }
     // The source may be serving: it is read, never changed.
-    let (from_blobs, from_meta) = open_read_only(from)
+    let Opened {
+        blobs: from_blobs,
+        meta: from_meta,
+    } = source
+        .open_read_only()
         .await
         .map_err(MigrateError::OpenSource)?;
-    if to.uses_data_dir() {
-        std::fs::create_dir_all(&to.data_dir).map_err(|source| {
-            MigrateError::OpenTarget(StartError::DataDir {
-                path: to.data_dir.clone(),
-                source,
-            })
-        })?;
-    }
-    let to_blobs = open_blobs(to).await.map_err(MigrateError::OpenTarget)?;
-    let to_meta = open_meta(to, berth_meta::system_clock())
+    let Opened {
+        blobs: to_blobs,
+        meta: to_meta,
+    } = target
+        .open(berth_meta::system_clock())
         .await
         .map_err(MigrateError::OpenTarget)?;
     let sides = Sides {
@@ -61,20 +61,4 @@ pub async fn migrate(
         to_blobs,
     };
     Ok(copy_registry(sides, progress).await?)
-}
-
-/// Both sides name the same database or the same blob directory.
-fn same_backends(from: &Config, to: &Config) -> bool {
-    let database = |c: &Config| {
-        if check::is_postgres(&c.database.url) {
-            c.database.url.clone()
-        } else {
-            check::sqlite_path(c).display().to_string()
-        }
-    };
-    let storage = |c: &Config| match c.storage.backend.as_str() {
-        "s3" => format!("s3 {} {}", c.storage.endpoint, c.storage.bucket),
-        _ => c.data_dir.display().to_string(),
-    };
-    database(from) == database(to) || storage(from) == storage(to)
 }

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use berth_server::{App, Config, ConfigCheck, ServerTls};
+use berth_server::{App, Backends, Config, ConfigCheck, ServerTls};
 use tracing_subscriber::EnvFilter;
 
 /// Options of `berth serve`. Flags beat `BERTH_*` variables, which beat the config file.
@@ -103,8 +103,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    let data = where_data_lives(&config);
     let app = App::open(config).await?;
+    let data = where_data_lives(app.config(), app.backends());
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("berth registry listening on {scheme}://{address}, data in {data}");
     let served = app.clone();
@@ -118,8 +118,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// The data directory, or the bucket and database of replicas that keep nothing locally.
-fn where_data_lives(config: &Config) -> String {
-    if config.uses_data_dir() {
+fn where_data_lives(config: &Config, backends: &Backends) -> String {
+    if backends.uses_data_dir() {
         return config.data_dir.display().to_string();
     }
     format!(
