@@ -59,62 +59,6 @@ pub trait AuditLog: Send + Sync {
     async fn events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
 }
 
-/// Defines `insert_event(executor, event)` for a backend's database type: appends an event
-/// through a pool, or through a transaction the event belongs to (a manifest PUT's).
-macro_rules! insert_event_fn {
-    ($db:ty) => {
-        pub(super) async fn insert_event<'c>(
-            executor: impl sqlx::Executor<'c, Database = $db>,
-            e: &$crate::audit::AuditEvent,
-        ) -> $crate::Result<i64> {
-            Ok(sqlx::query_scalar(
-                "INSERT INTO audit_events (at, actor, source, action, project, resource, detail)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            )
-            .bind(e.at)
-            .bind(&e.actor)
-            .bind(&e.source)
-            .bind(&e.action)
-            .bind(&e.project)
-            .bind(&e.resource)
-            .bind(&e.detail)
-            .fetch_one(executor)
-            .await?)
-        }
-    };
-}
-pub(crate) use insert_event_fn;
-
 /// Rows per `INSERT` of [`AuditLog::record_events`]: 7 parameters each stays far below
 /// SQLite's 32766 and PostgreSQL's 65535 parameters per statement.
 pub(crate) const EVENTS_PER_INSERT: usize = 500;
-
-/// Defines `insert_events(connection, events)` for a backend's database type: multi-row
-/// `INSERT`s of at most [`EVENTS_PER_INSERT`] rows, in the order given, inside the caller's
-/// transaction.
-macro_rules! insert_events_fn {
-    ($db:ty) => {
-        pub(super) async fn insert_events(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            events: &[$crate::audit::AuditEvent],
-        ) -> $crate::Result<()> {
-            for chunk in events.chunks($crate::audit::EVENTS_PER_INSERT) {
-                let mut sql: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_events (at, actor, source, action, project, resource, detail) ",
-                );
-                sql.push_values(chunk, |mut row, e| {
-                    row.push_bind(e.at)
-                        .push_bind(&e.actor)
-                        .push_bind(&e.source)
-                        .push_bind(&e.action)
-                        .push_bind(&e.project)
-                        .push_bind(&e.resource)
-                        .push_bind(&e.detail);
-                });
-                sql.build().execute(&mut *conn).await?;
-            }
-            Ok(())
-        }
-    };
-}
-pub(crate) use insert_events_fn;

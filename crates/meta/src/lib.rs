@@ -15,6 +15,7 @@ mod lifecycle;
 mod postgres;
 mod probe;
 mod rows;
+mod sql;
 mod sqlite;
 pub mod testsuite;
 mod throttle;

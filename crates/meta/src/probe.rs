@@ -5,7 +5,7 @@ use sqlx::migrate::Migrator;
 
 use crate::{MetaError, Result};
 
-/// What [`crate::PostgresMeta::probe`] and [`crate::SqliteMeta::probe`] found.
+/// What `PostgresMeta::probe` and `SqliteMeta::probe` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Probe {
     /// Migrations of this berth that the database lacks: `berth serve` applies them at start.
